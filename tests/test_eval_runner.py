@@ -146,6 +146,9 @@ def test_synthetic_heldout_all_tasks(pipe, tmp_path, heldout):
     heldout_words = {w.lower() for w in en + zh}
     assert all(g["text"].lower() in heldout_words for r in recs for g in r["gt"])
     assert all(r["edit"]["target"].lower() in heldout_words for r in recs)
+    # generate: full-image OCR scores are the metrics, the AnyText-style crop scores are kept in `other`
+    assert all({"lines", "ocr", "crop_lines"} <= set(r["generate"]) for r in recs)
+    assert all(0.0 <= m["other"][k] <= 1.0 for k in ("generation.crop_sentence_accuracy", "generation.crop_ned"))
     # deterministic: regenerating gives the same first sample
     img0 = pathlib.Path(heldout, "00000", "000000000", "image.png").read_bytes()
     from benchmarks.suites.synthetic import ensure_heldout

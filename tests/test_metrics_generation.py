@@ -6,12 +6,14 @@ from PIL import Image, ImageDraw, ImageFont
 from textharmony.metrics import (
     compute,
     crop_text_region,
+    generation_ocr_full_image,
     generation_ocr_metrics,
     mario_eval,
     mario_keywords,
+    match_ocr_readings,
     text_line_scores,
 )
-from textharmony.metrics.generation import mario_image_scores, min_area_rect_corners
+from textharmony.metrics.generation import mario_image_scores, min_area_rect_corners, ocr_reading_order
 
 DEJAVU = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 
@@ -140,3 +142,141 @@ def test_mario_multiset_and_concatenation_quirk():
     p, r, acc = mario_image_scores(["ab", "c"], ["a", "bc"])
     assert (p, r) == (0.0, 0.0) and acc == 1.0                             # "abc" == "abc"
     assert mario_image_scores([], []) == (0.0, 0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- full-image (position-free) scoring
+def _box(x0, y0, x1, y1):
+    return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+
+
+class FakeEngine:
+    """``read`` returns fixed lines (no OCR) and records the size of the image it was given."""
+
+    def __init__(self, lines):
+        self.lines, self.sizes = lines, []
+
+    def read(self, image):
+        self.sizes.append(image.size)
+        return list(self.lines)
+
+
+def _match(readings, targets, **kw):
+    return [(m["reading"], m["ned"], m["correct"]) for m in match_ocr_readings(readings, targets, **kw)]
+
+
+def test_match_rule_edge_cases_by_hand():
+    # nothing read: every target reads "" -> NED 1 - len/len = 0
+    assert _match([], ["ab", "abc"]) == [("", 0.0, False), ("", 0.0, False)]
+    # two targets out of one OCR line (its whitespace-separated words are tokens)
+    assert _match(["OPEN cafe"], ["OPEN", "cafe"]) == [("OPEN", 1.0, True), ("cafe", 1.0, True)]
+    # duplicate targets need the text twice: the one token serves the first, the second reads ""
+    assert _match(["OPEN"], ["OPEN", "OPEN"]) == [("OPEN", 1.0, True), ("", 0.0, False)]
+    assert _match(["OPEN", "OPEN"], ["OPEN", "OPEN"]) == [("OPEN", 1.0, True), ("OPEN", 1.0, True)]
+    # greedy by NED, not by target order: OPEN-OPEN (1.0) beats OPEX-OPEN (1 - 1/4 = 0.75), OPEX gets ""
+    assert _match(["OPEN"], ["OPEX", "OPEN"]) == [("", 0.0, False), ("OPEN", 1.0, True)]
+    # concatenation across OCR lines: joined with one space, with nothing between two CJK characters
+    assert _match(["Hello", "World"], ["Hello World"]) == [("Hello World", 1.0, True)]
+    assert _match(["你好", "世界"], ["你好世界"]) == [("你好世界", 1.0, True)]
+    # CJK characters are tokens of their own: a Chinese word is found inside a longer line
+    assert _match(["你好世界"], ["世界", "你好"]) == [("世界", 1.0, True), ("你好", 1.0, True)]
+    # Latin words are not: OPEN inside REOPENED is not a match; best span = the word, d = 4 deletions, max 8
+    assert _match(["REOPENED"], ["OPEN"]) == [("REOPENED", 0.5, False)]
+    # the best span, not the whole line: "0PEN" (d 1 / 4 -> 0.75), not "0PEN now" (d 5 / 8 -> 0.375)
+    assert _match(["0PEN now"], ["OPEN"]) == [("0PEN", 0.75, False)]
+    # case-sensitive like text_line_scores: open vs OPEN has d = 4 -> NED 0, no better than "": unassigned
+    assert _match(["open"], ["OPEN"]) == [("", 0.0, False)]
+    # whitespace is normalised on both sides; the compared (normalised) target is returned
+    m = match_ocr_readings(["  OPEN   now "], [" OPEN\tnow"])[0]
+    assert (m["target"], m["reading"], m["correct"], m["lines"]) == ("OPEN now", "OPEN now", True, [0])
+    # an empty target is never assigned and reads "" (== "", NED 1, as in text_line_scores)
+    assert _match(["xyz"], [""]) == [("", 1.0, True)]
+    # eps as in text_line_scores: 1 - 1 / (4 + 1e-5)
+    assert _match(["0PEN"], ["OPEN"], eps=1e-5)[0][1] == pytest.approx(1 - 1 / (4 + 1e-5))
+    # which OCR lines a reading came from
+    assert [m["lines"] for m in match_ocr_readings(["a", "b c", "d"], ["b c d", "a"])] == [[1, 2], [0]]
+
+
+def test_reading_order():
+    found = [(_box(120, 10, 200, 40), "right", 0.9), (_box(0, 100, 80, 130), "bottom", 0.9),
+             (_box(10, 15, 100, 45), "left", 0.9)]     # left/right: one row (centre 30 < the row's bottom 40)
+    assert ocr_reading_order(found) == [2, 0, 1]
+    assert ocr_reading_order([(None, "a", 1.0), (None, "b", 1.0)]) == [0, 1]   # no polygons: engine order
+
+
+def test_full_image_with_fake_engine_by_hand():
+    eng = FakeEngine([(_box(0, 200, 100, 230), "World", 0.8), (_box(0, 10, 100, 40), "Hello", 0.6),
+                      (_box(0, 100, 100, 130), "0PEN", 0.5)])
+    img = Image.new("RGB", (64, 64), "white")
+    r = generation_ocr_full_image([img, img], [["Hello World", "OPEN"], ["xyz"]], eng, return_per_line=True)
+    assert eng.sizes == [(256, 256), (256, 256)]          # 64 px upscaled x4 (bicubic) before the read
+    # reading order Hello / 0PEN / World. NED of the pairs, best first:
+    #   OPEN ~ "0PEN": 1 - 1/4 = 0.75                     -> taken, uses the 0PEN token
+    #   "Hello World" ~ "Hello 0PEN World": 1 - 5/16       -> skipped (0PEN used); so are "Hello 0PEN",
+    #   "0PEN World" (1 - 5/11)
+    #   "Hello World" ~ "Hello" or "World": 1 - 6/11 = 5/11 -> tie, the earlier span: "Hello"
+    #   xyz shares no character with any span: NED 0 everywhere, reads ""
+    pl = r["per_line"]
+    assert [(x["target"], x["reading"]) for x in pl] == [("Hello World", "Hello"), ("OPEN", "0PEN"), ("xyz", "")]
+    assert [x["ned"] for x in pl] == pytest.approx([5 / 11, 0.75, 0.0])
+    assert [x["ocr_score"] for x in pl] == pytest.approx([0.6, 0.5, 0.0])
+    assert r["sentence_accuracy"] == 0.0
+    assert r["ned"] == pytest.approx((5 / 11 + 0.75 + 0.0) / 3)
+    assert r["num_lines"] == 3 and r["num_images"] == 2
+    # the aggregate is text_line_scores of the assigned readings: one definition of exact / NED
+    assert text_line_scores([x["reading"] for x in pl], [x["target"] for x in pl])["ned"] == pytest.approx(r["ned"])
+    # every OCR line, in reading order, polygons back in the input image's pixels (/ 4)
+    assert [o["text"] for o in r["ocr"][0]] == ["Hello", "0PEN", "World"]
+    assert r["ocr"][0][0]["polygon"] == [[0, 2.5], [25, 2.5], [25, 10], [0, 10]]
+    assert compute("generation_full_image", [img], [{"texts": ["Hello"]}], engine=eng)["sentence_accuracy"] == 1.0
+
+
+def test_full_image_upscaling_and_validation():
+    eng = FakeEngine([])
+    generation_ocr_full_image([Image.new("RGB", (64, 128), "white")], [["a"]], eng)
+    generation_ocr_full_image([Image.new("RGB", (300, 300), "white")], [["a"]], eng)     # never downscaled
+    generation_ocr_full_image([Image.new("RGB", (64, 64), "white")], [["a"]], eng, upscale_to=None)
+    generation_ocr_full_image([Image.new("RGB", (64, 64), "white")], [["a"]], eng, upscale_to=100)
+    assert eng.sizes == [(256, 512), (300, 300), (64, 64), (100, 100)]
+    with pytest.raises(ValueError):
+        generation_ocr_full_image([Image.new("RGB", (8, 8))], [["a"], ["b"]], eng)
+    with pytest.raises(TypeError):
+        generation_ocr_full_image([Image.new("RGB", (8, 8))], [["a"]], lambda im: [])   # needs .read
+
+
+def _render(size, lines, font_size):
+    """White size x size image with one text line per entry, black DejaVuSans (the synth renderer's loader)."""
+    from textharmony.data.synth_render import SynthError, load_font, resolve_font
+    try:
+        font = load_font(resolve_font("DejaVuSans.ttf"), font_size)
+    except (SynthError, OSError):
+        pytest.skip("DejaVuSans.ttf not installed")
+    img = Image.new("RGB", (size, size), "white")
+    d = ImageDraw.Draw(img)
+    for k, text in enumerate(lines):
+        d.text((size * 0.1, size * 0.15 + k * size * 0.4), text, font=font, fill="black")
+    return img
+
+
+def test_full_image_reads_clean_renders(rapid):
+    small = _render(64, ["OPEN"], 16)                        # read after upscaling to 256 x 256
+    two = _render(256, ["OPEN", "cafe"], 48)                 # two OCR lines
+    one_line = _render(256, ["OPEN cafe"], 40)               # one OCR line holding both targets
+    r = generation_ocr_full_image([small, two, one_line], [["OPEN"], ["cafe", "OPEN"], ["OPEN", "cafe"]], rapid,
+                                  return_per_line=True)
+    assert [x["reading"] for x in r["per_line"]] == ["OPEN", "cafe", "OPEN", "OPEN", "cafe"]
+    assert r["sentence_accuracy"] == 1.0 and r["ned"] == 1.0 and r["num_lines"] == 5
+    assert [o["text"] for o in r["ocr"][1]] == ["OPEN", "cafe"]          # reading order
+    x0, y0 = np.min(r["ocr"][0][0]["polygon"], axis=0)                   # polygon in the 64 px frame
+    assert 0 <= x0 < 16 and 0 <= y0 < 20
+
+
+def test_full_image_blank_and_one_to_one(rapid):
+    blank = Image.new("RGB", (64, 64), "white")
+    r = generation_ocr_full_image([blank], [["OPEN", "cafe"]], rapid, return_per_line=True)
+    # nothing read: both targets read "" -> accuracy 0, NED 1 - 4/4 = 0
+    assert [x["reading"] for x in r["per_line"]] == ["", ""] and r["ocr"] == [[]]
+    assert r["sentence_accuracy"] == 0.0 and r["ned"] == 0.0
+    # one OPEN in the image, asked for twice: the reading serves one target only -> acc 1/2, NED (1 + 0) / 2
+    r = generation_ocr_full_image([_render(256, ["OPEN"], 48)], [["OPEN", "OPEN"]], rapid, return_per_line=True)
+    assert [x["reading"] for x in r["per_line"]] == ["OPEN", ""]
+    assert r["sentence_accuracy"] == 0.5 and r["ned"] == 0.5

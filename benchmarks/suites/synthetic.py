@@ -33,8 +33,16 @@ detect         ``pipe.detect`` -> precision / recall / H-mean (IoU 0.5, ICDAR 20
 spot           ``pipe.spot`` -> end-to-end precision / recall / F1 (case-insensitive)
 vqa            ``pipe.vqa`` on the ``vqa.json`` questions -> VQA accuracy (one reference answer: exact
                match after the TextVQA normalisation) and ANLS
-generate       ``pipe.generate(words, caption)`` with the sample's caption; each target word's polygon
-               (scaled to the output) is cropped and read by the OCR engine -> sentence accuracy, NED
+generate       ``pipe.generate(words, caption)`` with the sample's caption; the prompt gives the words but
+               not their positions, so the OCR engine reads the *whole* generated image (upscaled, bicubic,
+               to >= 256 px on the short side; ``engine.read``) and each target word is matched to the
+               readings wherever they are (``textharmony.metrics.generation_ocr_full_image``: any OCR
+               line or contiguous run of OCR words, CJK characters counted one by one, greedy one-to-one
+               by NED; unmatched words read "") -> sentence accuracy (exact, case-sensitive), NED. The
+               AnyText-style scores (each word's reference polygon, scaled to the output, cropped and
+               recognised) are kept in ``other`` as ``generation.crop_sentence_accuracy`` /
+               ``generation.crop_ned``, for comparison with AnyText-protocol numbers only: with no
+               positions in the prompt they also score whether the layout happens to match the reference
 edit           one word per image (chosen by a hash of the id) is masked (its polygon + 2 px) and
                ``pipe.edit`` writes another held-out word of the same language and case style there;
                the OCR engine reads the polygon -> sentence accuracy, NED; ``unmasked_preserved`` =
@@ -58,8 +66,8 @@ from textharmony.data.convert.mario import read_qa, read_words
 from textharmony.data.masks import polygon_mask
 from textharmony.data.schema import detect_lang
 from textharmony.io_utils import load_image
-from textharmony.metrics import (anls, detection_metrics, generation_ocr_metrics, recognition_metrics,
-                                 spotting_metrics, text_line_scores, vqa_accuracy)
+from textharmony.metrics import (anls, detection_metrics, generation_ocr_full_image, generation_ocr_metrics,
+                                 recognition_metrics, spotting_metrics, text_line_scores, vqa_accuracy)
 
 from .base import DataError, Suite, prefixed, round_poly, routing_entry, scale_poly, unmasked_change
 
@@ -73,6 +81,7 @@ DEFAULT_DIR = os.path.join(REPO, "outputs", "eval", "data", "synthetic-heldout")
 DEFAULT_N = 200
 MANIFEST = "heldout.json"
 EDIT_DILATE = 2
+GEN_OCR_SHORT_SIDE = 256      # generated images are upscaled to this short side before the full-image OCR read
 
 
 def _hash(s: str) -> int:
@@ -239,13 +248,20 @@ class SyntheticHeldoutSuite(Suite):
     def _generate(self, ctx, s, rec) -> dict:
         img, p = ctx.generate([w["text"] for w in s["words"]], caption=s["caption"])
         rec["routing"] += routing_entry("image", p)
+        targets = [w["text"] for w in s["words"]]
+        full = generation_ocr_full_image([img], [targets], ctx.engine, upscale_to=GEN_OCR_SHORT_SIDE,
+                                         return_per_line=True)
         sx, sy = img.size[0] / s["size"][0], img.size[1] / s["size"][1]
         polys = [scale_poly(w["polygon"], sx, sy) for w in s["words"]]
-        res = generation_ocr_metrics([img], [[w["text"] for w in s["words"]]], [polys], ctx.engine,
-                                     return_per_line=True)
-        return {"image": ctx.save_image(img, s["id"], "_gen"),
-                "lines": [{"target": pl["target"], "reading": pl["reading"], "ocr_score": round(pl["ocr_score"], 4)}
-                          for pl in res["per_line"]]}
+        crop = generation_ocr_metrics([img], [targets], [polys], ctx.engine, return_per_line=True)
+        return {"image": ctx.save_image(img, s["id"], "_gen"), "size": list(img.size),
+                # position-free: targets matched to the full-image OCR read (generation.sentence_accuracy / ned)
+                "lines": [{"target": pl["target"], "reading": pl["reading"], "ned": round(pl["ned"], 6),
+                           "ocr_score": round(pl["ocr_score"], 4)} for pl in full["per_line"]],
+                "ocr": [{"text": o["text"], "score": round(o["score"], 4), "polygon": o["polygon"]} for o in full["ocr"][0]],
+                # AnyText-style: crop at the reference polygon (generation.crop_*, in `other`)
+                "crop_lines": [{"target": pl["target"], "reading": pl["reading"], "ocr_score": round(pl["ocr_score"], 4)}
+                               for pl in crop["per_line"]]}
 
     def _edit(self, ctx, s, src, rec) -> dict:
         j = _hash(s["id"]) % len(s["words"])
@@ -286,11 +302,20 @@ class SyntheticHeldoutSuite(Suite):
             metrics["vqa.accuracy"] = vqa_accuracy(preds, refs)["vqa_accuracy"]
             metrics["vqa.anls"] = anls(preds, refs)["anls"]
             other["vqa.questions"] = len(qa)
-        gen = [ln for r in records if "generate" in r for ln in r["generate"]["lines"]]
-        if any("generate" in r for r in records):
-            d = text_line_scores([x["reading"] for x in gen], [x["target"] for x in gen])
+        gens = [r["generate"] for r in records if "generate" in r]
+        if gens:
+            # records written before full-image scoring (resumed runs) hold crop readings in "lines"
+            new = [g for g in gens if "crop_lines" in g]
+            full = [ln for g in new for ln in g["lines"]]
+            crop = [ln for g in gens for ln in g.get("crop_lines", g["lines"])]
+            d = text_line_scores([x["reading"] for x in full], [x["target"] for x in full])
             metrics.update(prefixed("generation", d, ("sentence_accuracy", "ned")))
             other["generation.lines"] = d["num_lines"]
+            c = text_line_scores([x["reading"] for x in crop], [x["target"] for x in crop])
+            other["generation.crop_sentence_accuracy"] = c["sentence_accuracy"]
+            other["generation.crop_ned"] = c["ned"]
+            if len(new) < len(gens):
+                other["generation.images_without_full_image_ocr"] = len(gens) - len(new)
         ed = [r["edit"] for r in records if "edit" in r]
         if ed:
             d = text_line_scores([x["reading"] for x in ed], [x["target"] for x in ed])

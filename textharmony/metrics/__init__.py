@@ -13,7 +13,8 @@ module                 metrics
 ``ocrbench``           OCRBench substring accuracy with per-category breakdown
 ``detection``          detection P/R/H-mean (ICDAR 2015 IoU protocol), spotting F1
 ``recognition``        word accuracy, CER, NED
-``generation``         AnyText sentence accuracy / NED of OCR'd regions, MARIO-Eval
+``generation``         AnyText sentence accuracy / NED of OCR'd regions, the same from a
+                       full-image OCR read (position-free), MARIO-Eval
 ``image``              FID and CLIPScore through torchmetrics (local weights only)
 =====================  ===============================================================
 
@@ -30,10 +31,12 @@ from .compat import compat_accuracy, compat_anls, compat_ned
 from .detection import detection_metrics, polygon_iou, spotting_metrics, to_polygon
 from .generation import (
     crop_text_region,
+    generation_ocr_full_image,
     generation_ocr_metrics,
     mario_eval,
     mario_eval_images,
     mario_keywords,
+    match_ocr_readings,
     text_line_scores,
 )
 from .ocrbench import ocrbench_match, ocrbench_score
@@ -54,10 +57,12 @@ __all__ = [
     "crop_text_region",
     "detection_metrics",
     "fid",
+    "generation_ocr_full_image",
     "generation_ocr_metrics",
     "mario_eval",
     "mario_eval_images",
     "mario_keywords",
+    "match_ocr_readings",
     "ned",
     "normalize_vqa_answer",
     "ocrbench_match",
@@ -88,6 +93,14 @@ def _generation(predictions, references, engine=None, **kw):
     return generation_ocr_metrics(predictions, targets, regions, engine, **kw)
 
 
+def _generation_full_image(predictions, references, engine=None, **kw):
+    if engine is None:
+        raise TypeError("compute('generation_full_image', ...) needs engine=<OCR engine>, "
+                        "e.g. textharmony.ocr_engines.get_engine('rapidocr')")
+    targets = [r["texts"] if isinstance(r, dict) else r for r in references]
+    return generation_ocr_full_image(predictions, targets, engine, **kw)
+
+
 def _image():
     from . import image  # torch / torchmetrics are imported only when an image metric is used
     return image
@@ -113,6 +126,8 @@ METRICS: dict[str, tuple[Callable[..., dict], str]] = {
     "text_lines": (text_line_scores, "OCR readings / target lines -> sentence accuracy, NED"),
     "generation": (_generation, ("predictions: images; references: [{'texts': [...], 'polygons': [...]}]; "
                                  "engine=<OCR engine>")),
+    "generation_full_image": (_generation_full_image, ("predictions: images; references: [{'texts': [...]}] or "
+                                                       "target lists; engine=<OCR engine with read()>")),
     "mario": (lambda p, r, **kw: mario_eval(p, r, **kw), "predictions: OCR words per image; references: prompts"),
     "fid": (lambda p, r, **kw: _image().fid(r, p, **kw), "predictions: generated images; references: real images"),
     "clip_score": (lambda p, r, **kw: _image().clip_score(p, r, **kw), "predictions: images; references: prompts"),

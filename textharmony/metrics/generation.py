@@ -29,6 +29,36 @@ precision = |matched| / |OCR words|, recall = |matched| / |keywords| (multiset m
 accuracy = 1 when the sorted word lists concatenate to the same string; P, R and accuracy
 are averaged over images and F1 = 2PR/(P+R) is computed from the *averaged* P and R.
 The reference divides by ``len + 1e-8``; we use the exact ratio (0 for an empty list).
+
+**Full-image OCR scoring** (:func:`generation_ocr_full_image`, ours, not a published protocol).
+Cropping at the reference region (AnyText) only measures text rendering for a generator that was
+told where the text goes. For a generator given only the words (and a caption), the OCR engine
+reads the *whole* image (detection + recognition, ``engine.read``) and each target line is matched
+to what was read, wherever it is:
+
+1. the image is upscaled (bicubic) so its short side is at least ``upscale_to`` (256) pixels,
+   since OCR detectors miss text on tiny (e.g. 64 x 64) images; never downscaled;
+2. the OCR lines are put in reading order (rows top to bottom, a line joining the current row when
+   its vertical centre lies above the bottom of the row's first line; left to right within a row);
+   each line's text is whitespace-normalised (stripped, runs of whitespace -> one space) and cut into
+   *tokens*: whitespace-separated words, with every CJK character a token of its own (CJK text has no
+   spaces between words, so "你好" is found inside an OCR line "你好世界");
+3. the candidate readings are all contiguous runs (*spans*) of tokens in that order. A span inside
+   one line is that line's text between its first and last token (so a whole line is a candidate);
+   a span crossing lines joins the per-line pieces with one space, or with nothing between two CJK
+   characters (so the concatenation of all OCR text is a candidate too);
+4. NED(reading, target) and exactness are exactly :func:`text_line_scores`'s (case-sensitive
+   string equality, 1 - Levenshtein / max(len) via rapidfuzz, same ``eps``), with the target
+   whitespace-normalised too;
+5. greedy one-to-one assignment: all (target, span) pairs whose NED beats reading nothing
+   (NED(span, t) > NED("", t)) are sorted by NED (high first; ties: earlier target, fewer tokens,
+   earlier span) and taken in turn when the target is still unassigned and none of the span's tokens
+   is used yet. Each OCR token thus serves at most one target (two targets may come from one OCR line,
+   e.g. "OPEN" and "cafe" from "OPEN cafe"; duplicate targets need the text twice); an unassigned
+   target reads "". Greedy, not an optimal assignment.
+
+A target is correct iff its assigned reading equals it (equivalently NED = 1): some OCR line, or
+contiguous run of OCR words, equals it after whitespace normalisation. Positions are ignored.
 """
 from __future__ import annotations
 
@@ -45,12 +75,15 @@ from ._common import check_lengths, edit_distance, mean
 
 __all__ = [
     "crop_text_region",
+    "generation_ocr_full_image",
     "generation_ocr_metrics",
+    "match_ocr_readings",
     "mario_eval",
     "mario_eval_images",
     "mario_image_scores",
     "mario_keywords",
     "min_area_rect_corners",
+    "ocr_reading_order",
     "text_line_scores",
 ]
 
@@ -144,9 +177,14 @@ def text_line_scores(readings: Sequence[str], targets: Sequence[str], eps: float
     for r, t in zip(readings, targets):
         r, t = str(r), str(t)
         accs.append(float(r == t))
-        denom = max(len(r), len(t)) + eps
-        neds.append(1.0 if denom == 0 else 1.0 - edit_distance(r, t) / denom)
+        neds.append(_line_ned(r, t, eps))
     return {"sentence_accuracy": mean(accs), "ned": mean(neds), "num_lines": len(accs)}
+
+
+def _line_ned(r: str, t: str, eps: float = 0.0) -> float:
+    """1 - Levenshtein(r, t) / (max(len) + eps); 1.0 for two empty strings (AnyText's NED)."""
+    denom = max(len(r), len(t)) + eps
+    return 1.0 if denom == 0 else 1.0 - edit_distance(r, t) / denom
 
 
 def _recognizer(engine) -> Callable[[Image.Image], tuple[str, float]]:
@@ -195,6 +233,185 @@ def generation_ocr_metrics(images: Sequence, targets: Sequence[Sequence[str]], r
     out["num_images"] = len(images)
     if return_per_line:
         out["per_line"] = per_line
+    return out
+
+
+# --------------------------------------------------------------------------- full-image OCR scoring
+def _is_cjk(ch: str) -> bool:
+    o = ord(ch)
+    return (0x3000 <= o <= 0x303F or 0x3040 <= o <= 0x30FF or 0x3400 <= o <= 0x4DBF or 0x4E00 <= o <= 0x9FFF
+            or 0xAC00 <= o <= 0xD7AF or 0xF900 <= o <= 0xFAFF or 0xFF00 <= o <= 0xFFEF)
+
+
+def _norm_ws(s) -> str:
+    return " ".join(str(s).split())
+
+
+def _tokens(line: str) -> list[tuple[int, int]]:
+    """(start, end) offsets of the tokens of a whitespace-normalised line: words, CJK characters alone."""
+    out = []
+    for m in re.finditer(r"\S+", line):
+        start = m.start()
+        for k in range(m.start(), m.end()):
+            if _is_cjk(line[k]):
+                if start < k:
+                    out.append((start, k))
+                out.append((k, k + 1))
+                start = k + 1
+        if start < m.end():
+            out.append((start, m.end()))
+    return out
+
+
+def _join(a: str, b: str) -> str:
+    return a + b if (a and b and _is_cjk(a[-1]) and _is_cjk(b[0])) else a + " " + b
+
+
+def match_ocr_readings(readings: Sequence[str], targets: Sequence[str], eps: float = 0.0) -> list[dict]:
+    """Assign OCR readings to target lines, one-to-one (see the module docstring for the exact rule).
+
+    Args:
+        readings: the OCR lines' texts of one image, in reading order.
+        targets: the target text lines of that image.
+        eps: NED denominator offset, as in :func:`text_line_scores`.
+
+    Returns:
+        one dict per target, in order: ``target`` (whitespace-normalised, what is compared),
+        ``reading`` (the assigned span's text, ``""`` if none), ``ned``, ``correct`` (reading ==
+        target) and ``lines`` (indices into ``readings`` of the OCR lines the span uses).
+    """
+    lines = [_norm_ws(r) for r in readings]
+    toks = [(li, a, b) for li, ln in enumerate(lines) for a, b in _tokens(ln)]
+    n = len(toks)
+    spans = []                                   # (first token, last token, text), built left to right
+    for i in range(n):
+        done, li, a = "", toks[i][0], toks[i][1]  # done: the text of the lines before line li
+        for j in range(i, n):
+            lj, _, b = toks[j]
+            if lj != li:
+                done = _join(done, lines[li][a:toks[j - 1][2]]) if done else lines[li][a:toks[j - 1][2]]
+                li, a = lj, toks[j][1]
+            piece = lines[li][a:b]
+            spans.append((i, j, _join(done, piece) if done else piece))
+    tnorm = [_norm_ws(t) for t in targets]
+    pairs = []
+    for ti, t in enumerate(tnorm):
+        floor = _line_ned("", t, eps)
+        for i, j, text in spans:
+            v = _line_ned(text, t, eps)
+            if v > floor:
+                pairs.append((-v, ti, j - i, i, j, text))
+    pairs.sort()
+    used = [False] * n
+    got: dict[int, tuple[int, int, str]] = {}
+    for _, ti, _, i, j, text in pairs:
+        if ti in got or any(used[i:j + 1]):
+            continue
+        got[ti] = (i, j, text)
+        used[i:j + 1] = [True] * (j - i + 1)
+        if len(got) == len(tnorm):
+            break
+    out = []
+    for ti, t in enumerate(tnorm):
+        i, j, text = got.get(ti, (0, -1, ""))
+        out.append({"target": t, "reading": text, "ned": _line_ned(text, t, eps), "correct": text == t,
+                    "lines": sorted({toks[k][0] for k in range(i, j + 1)})})
+    return out
+
+
+def _bbox(poly) -> tuple[float, float, float, float]:
+    pts = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
+    if not len(pts):
+        raise ValueError("empty polygon")
+    (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
+    return float(x0), float(y0), float(x1), float(y1)
+
+
+def ocr_reading_order(found: Sequence) -> list[int]:
+    """Indices of ``engine.read`` results ``(polygon, text, score)`` in reading order: rows top to
+    bottom (a line joins the current row when its vertical centre lies above the bottom of the row's
+    first line), left to right within a row. Engine order when a polygon is unusable."""
+    try:
+        boxes = [_bbox(f[0]) for f in found]
+    except (TypeError, ValueError):
+        return list(range(len(found)))
+    by_cy = sorted(range(len(found)), key=lambda k: ((boxes[k][1] + boxes[k][3]) / 2, boxes[k][0]))
+    rows: list[list[int]] = []
+    for k in by_cy:
+        if rows and (boxes[k][1] + boxes[k][3]) / 2 <= boxes[rows[-1][0]][3]:
+            rows[-1].append(k)
+        else:
+            rows.append([k])
+    return [k for row in rows for k in sorted(row, key=lambda k: boxes[k][0])]
+
+
+def _scaled(poly, k: float) -> list[list[float]]:
+    try:
+        pts = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
+    except (TypeError, ValueError):
+        return []
+    return [[round(float(x) * k, 2), round(float(y) * k, 2)] for x, y in pts]
+
+
+def _upscale(img: Image.Image, short_side: int | None) -> tuple[Image.Image, float]:
+    w, h = img.size
+    if not short_side or min(w, h) >= short_side:
+        return img, 1.0
+    f = short_side / min(w, h)
+    return img.resize((max(1, round(w * f)), max(1, round(h * f))), Image.BICUBIC), f
+
+
+def generation_ocr_full_image(images: Sequence, targets: Sequence[Sequence[str]], engine: Any,
+                              upscale_to: int | None = 256, eps: float = 0.0,
+                              return_per_line: bool = False) -> dict:
+    """Position-free OCR evaluation of generated images: read the whole image, match targets anywhere.
+
+    For generators that are given the words but not where to put them (AnyText-style cropping at a
+    reference region, :func:`generation_ocr_metrics`, would score layout luck). The exact rule is in
+    the module docstring: upscale to ``upscale_to`` px on the short side, ``engine.read``, reading
+    order, whitespace-normalised tokens (CJK characters alone), contiguous token spans as candidates,
+    greedy one-to-one assignment by NED (:func:`match_ocr_readings`), unassigned targets read ``""``.
+    Sentence accuracy and NED have :func:`text_line_scores`'s definitions.
+
+    Args:
+        images: generated images (PIL, RGB arrays or paths).
+        targets: per image, the target text lines (e.g. the words the prompt asked for).
+        engine: OCR engine with ``read(image) -> [(polygon, text, score)]`` (detect + recognise), e.g.
+            ``textharmony.ocr_engines.get_engine("rapidocr")``; its readings are a proxy.
+        upscale_to: bicubic upscaling so the short side is at least this many pixels (``None``/0: off).
+        eps: NED denominator offset (AnyText: 1e-5).
+        return_per_line: add ``"per_line"`` (image index, target as compared, reading, ned, correct,
+            ocr_score = mean score of the OCR lines the reading came from, 0 when unassigned) and
+            ``"ocr"`` (per image, every OCR line in reading order: text, score, polygon in the input
+            image's pixels).
+
+    Returns:
+        ``{"sentence_accuracy", "ned", "num_lines", "num_images"}`` averaged over all target lines.
+    """
+    check_lengths(images, targets, "generation_ocr_full_image images/targets")
+    if not callable(getattr(engine, "read", None)):
+        raise TypeError("engine must have a read(image) -> [(polygon, text, score)] method (detect + recognise); "
+                        "e.g. textharmony.ocr_engines.get_engine('rapidocr')")
+    readings, flat_targets, per_line, ocr = [], [], [], []
+    for i, (img, tgts) in enumerate(zip(images, targets)):
+        pil, f = _upscale(_to_pil(img), upscale_to)
+        found = list(engine.read(pil))
+        found = [found[k] for k in ocr_reading_order(found)]
+        matches = match_ocr_readings([str(t) for _, t, _ in found], list(tgts), eps)
+        for m in matches:
+            readings.append(m["reading"])
+            flat_targets.append(m["target"])
+            if return_per_line:
+                sc = [float(found[li][2]) for li in m["lines"]]
+                per_line.append({"image": i, "target": m["target"], "reading": m["reading"], "ned": m["ned"],
+                                 "correct": m["correct"], "ocr_score": mean(sc)})
+        if return_per_line:
+            ocr.append([{"text": _norm_ws(t), "score": float(sc), "polygon": _scaled(p, 1 / f)} for p, t, sc in found])
+    out = text_line_scores(readings, flat_targets, eps)
+    out["num_images"] = len(images)
+    if return_per_line:
+        out["per_line"] = per_line
+        out["ocr"] = ocr
     return out
 
 
