@@ -56,13 +56,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import torch
-from PIL import Image
+import torch  # noqa: E402 (after sys.path)
+from PIL import Image  # noqa: E402 (after sys.path)
 
-from benchmarks._batches import make_batch, mixed_samples, num_tokens, to_device
-from textharmony.config import load_model_config
-from textharmony.model.textharmony import TextHarmonyModel
-from textharmony.sequence import encode_conversation
+from benchmarks._batches import make_batch, mixed_samples, num_tokens, to_device  # noqa: E402 (after sys.path)
+from textharmony.config import load_model_config  # noqa: E402 (after sys.path)
+from textharmony.model.textharmony import TextHarmonyModel  # noqa: E402 (after sys.path)
+from textharmony.sequence import encode_conversation  # noqa: E402 (after sys.path)
 
 TINY = os.path.join(ROOT, "configs", "model", "tiny.yaml")
 SECTIONS = ("train", "text", "image")

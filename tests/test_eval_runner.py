@@ -277,3 +277,75 @@ def test_compare_deltas(tmp_path, capsys):
     assert compare.main([a, "--baseline", "nope"]) == 2
     assert compare.main([a, b, "--names", "one"]) == 2
     assert compare.main([str(tmp_path / "missing")]) == 2
+
+
+def _tables(md: str) -> list[dict[str, list[str]]]:
+    """Every Markdown table of ``md`` as {first cell: other cells}, header row included under its first cell."""
+    tables, cur = [], None
+    for line in md.splitlines():
+        if line.startswith("|"):
+            if cur is None:
+                cur = {}
+                tables.append(cur)
+            if not line.startswith("|---"):
+                cells = [c.strip() for c in line.strip("|").split("|")]
+                cur[cells[0]] = cells[1:]
+        else:
+            cur = None
+    return tables
+
+
+def test_compare_group_seeds(tmp_path, capsys):
+    # shared_lora: 2 seeds; slide_lora: 3 seeds (vqa missing from s2); text_only: no seed suffix -> a group of one
+    runs = [
+        ("shared_lora_s0", {"anls": 0.5, "vqa": 0.3, "ned": 0.4}, {"questions": 10}),
+        ("shared_lora_s1", {"anls": 0.7, "vqa": 0.4, "ned": 0.6}, {"questions": 12}),
+        ("slide_lora_s0", {"anls": 0.8, "vqa": 0.35, "ned": 0.5}, {"questions": 10}),
+        ("text_only", {"anls": 0.25, "vqa": 0.5}, {"questions": 10}),
+        ("slide_lora_s1", {"anls": 0.9, "vqa": 0.45, "ned": 0.5}, {"questions": 10}),
+        ("slide_lora_s2", {"anls": 1.0, "ned": 0.5}, {"questions": 10}),
+    ]
+    paths = [_fake_run(tmp_path / n, m, o) for n, m, o in runs]
+    out = tmp_path / "seeds.md"
+    assert compare.main(paths + ["--group-seeds", "--baseline", "shared_lora", "--out", str(out)]) == 0
+    md = out.read_text()
+    assert md == capsys.readouterr().out
+    main, spread = _tables(md)
+    # group order = first seen; the baseline's column has no Δ
+    assert main["metric"] == ["shared_lora (baseline, 2 runs)", "slide_lora (3 runs)", "Δ slide_lora", "text_only (1 run)", "Δ text_only"]
+    # anls: shared 0.5, 0.7 -> 0.6 ± 0.1414; slide 0.8, 0.9, 1.0 -> 0.9 ± 0.1; Δ 0.3 > max sd 0.1414: no mark
+    # text_only n=1: the value only, Δ marked † (n<2) instead of judged
+    assert main["anls"] == ["0.6000 ± 0.1414 (n=2)", "0.9000 ± 0.1000 (n=3)", "+0.3000", "0.2500 (n=1)", "-0.3500 †"]
+    # vqa: shared 0.3, 0.4 -> 0.35 ± 0.0707; slide (s2 lacks it) 0.35, 0.45 -> 0.4 ± 0.0707, n=2; Δ 0.05 <= 0.0707: ~
+    assert main["vqa"] == ["0.3500 ± 0.0707 (n=2)", "0.4000 ± 0.0707 (n=2)", "+0.0500 ~", "0.5000 (n=1)", "+0.1500 †"]
+    # ned: shared 0.4, 0.6 -> 0.5 ± 0.1414; slide 0.5 x3 -> sd 0, Δ 0 within noise; text_only lacks it
+    assert main["ned"] == ["0.5000 ± 0.1414 (n=2)", "0.5000 ± 0.0000 (n=3)", "+0.0000 ~", "–", "–"]
+    # min–max per group, the seeds in the header
+    assert spread["metric"] == ["shared_lora (s0,s1)", "slide_lora (s0,s1,s2)", "text_only"]
+    assert spread["anls"] == ["0.5000–0.7000", "0.8000–1.0000", "0.2500"]
+    assert spread["vqa"] == ["0.3000–0.4000", "0.3500–0.4500", "0.5000"]
+    assert spread["ned"] == ["0.4000–0.6000", "0.5000–0.5000", "–"]
+    # the footnote explains the notation
+    notes = md.split("Notes (seed groups):")[1]
+    for s in ("mean ± sd (n=K)", "ddof=1", "`~` within noise", "`†` n<2", "Min–max"):
+        assert s in notes
+    # the default baseline is the first group; --other gets its own grouped tables
+    assert compare.main(paths + ["--group-seeds", "--other"]) == 0
+    tables = _tables(capsys.readouterr().out)
+    assert len(tables) == 4 and tables[0]["metric"][0] == "shared_lora (baseline, 2 runs)"
+    assert tables[2]["questions"] == ["11.0000 ± 1.4142 (n=2)", "10.0000 ± 0.0000 (n=3)", "-1.0000 ~", "10.0000 (n=1)", "-1.0000 †"]
+    # the baseline may be a group of one: then every Δ is †
+    assert compare.main(paths + ["--group-seeds", "--baseline", "text_only"]) == 0
+    main = _tables(capsys.readouterr().out)[0]
+    assert main["anls"] == ["0.6000 ± 0.1414 (n=2)", "+0.3500 †", "0.9000 ± 0.1000 (n=3)", "+0.6500 †", "0.2500 (n=1)"]
+    # --names override the folder names
+    names = "a_s1,a_s2,b_s1,c,b_s2,b_s3"
+    assert compare.main(paths + ["--group-seeds", "--names", names]) == 0
+    assert _tables(capsys.readouterr().out)[1]["metric"] == ["a (s1,s2)", "b (s1,s2,s3)", "c"]
+    # errors: a baseline that is a run, not a group; a seed given twice; a name both a run and a group
+    assert compare.main(paths + ["--group-seeds", "--baseline", "shared_lora_s0"]) == 2
+    assert "not one of the seed groups: shared_lora, slide_lora, text_only" in capsys.readouterr().err
+    assert compare.main(paths[:2] + ["--group-seeds", "--names", "a_s0,a_s0"]) == 2
+    assert "more than once: a_s0" in capsys.readouterr().err
+    assert compare.main(paths[:2] + ["--group-seeds", "--names", "a,a_s0"]) == 2
+    assert "both a run name and a seed group" in capsys.readouterr().err
