@@ -6,6 +6,9 @@
 ``--model``: a ``save_pretrained`` directory, a model ``.yaml`` (random weights), ``tiny`` (the untrained tiny
 preset, ``configs/model/tiny.yaml``, seed 0) or ``embedded`` (the package's embedded demo model, else the
 tiny preset). ``--override key=value`` (repeatable) edits the config of ``tiny`` / a ``.yaml``.
+``ocr:tesseract`` / ``ocr:rapidocr``: an OCR engine as the baseline model (``benchmarks/ocr_baseline.py``); it
+answers recognize / detect / spot only, so it runs synthetic-heldout (those tasks; the others are skipped with a
+note), icdar2015 and totaltext; asking it for another task or suite is exit status 2.
 
 Suites (formats: ``benchmarks/suites/<module>.py``): docvqa, infovqa (ANLS), textvqa (VQA accuracy),
 ocrbench (per-category accuracy), icdar2015, totaltext (detection P/R/H, spotting F1), mario-eval
@@ -47,13 +50,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from benchmarks import ocr_baseline  # noqa: E402
 from benchmarks.suites import SUITES, get_suite  # noqa: E402  (no torch import at module level)
 
 PREDICTIONS, METRICS_JSON, METRICS_MD, RUN_JSON = "predictions.jsonl", "metrics.json", "metrics.md", "run.json"
 MODEL_ALIASES = ("tiny", "embedded")
 # settings that change predictions: a resumed run must match them
 RUN_KEYS = ("suite", "model", "data", "images", "steps", "guidance", "seed", "ocr_engine", "tasks", "subset",
-            "lang", "synth_seed", "synth_size", "synth_fonts", "max_new_tokens", "override")
+            "lang", "synth_seed", "synth_size", "synth_fonts", "max_new_tokens", "override", "baseline")
 
 
 class UsageError(Exception):
@@ -67,7 +71,8 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="benchmarks/eval.py", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", required=True, help="save_pretrained dir, model .yaml, 'tiny' or 'embedded'")
+    ap.add_argument("--model", required=True, help="save_pretrained dir, model .yaml, 'tiny', 'embedded', or an OCR "
+                                                    "engine baseline: 'ocr:tesseract', 'ocr:rapidocr'")
     ap.add_argument("--suite", required=True, help=", ".join(SUITES))
     ap.add_argument("--data", help="benchmark file/folder (synthetic-heldout: where to generate the set)")
     ap.add_argument("--images", help="image folder, when not where the suite looks by default")
@@ -101,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --------------------------------------------------------------------------- options
 def model_name(model: str) -> str:
+    if ocr_baseline.is_baseline(model):
+        return ocr_baseline.folder_name(model)
     if model in MODEL_ALIASES:
         return f"{model}-untrained" if model == "tiny" else model
     base = os.path.basename(os.path.normpath(model))
@@ -110,7 +117,15 @@ def model_name(model: str) -> str:
 
 
 def check_options(opts, suite) -> None:
-    if opts.model not in MODEL_ALIASES:
+    baseline = ocr_baseline.is_baseline(opts.model)
+    if baseline and opts.override:
+        raise UsageError(f"--override applies to --model tiny or a model .yaml only, not to the OCR baseline {opts.model}")
+    if baseline:
+        try:
+            ocr_baseline.check_suite(opts.model, suite)
+        except ocr_baseline.BaselineError as e:
+            raise UsageError(str(e)) from None
+    if opts.model not in MODEL_ALIASES and not baseline:
         is_yaml = opts.model.endswith((".yaml", ".yml"))
         if is_yaml and not os.path.isfile(opts.model):
             raise UsageError(f"model config '{opts.model}' not found")
@@ -135,16 +150,27 @@ def check_options(opts, suite) -> None:
         suite.selected_tasks(opts)   # validates --tasks
     except DataError as e:
         raise UsageError(str(e)) from None
+    if baseline:                     # restrict the suite to the tasks an OCR engine answers
+        try:
+            tasks, note = ocr_baseline.plan_tasks(opts.model, suite, opts)
+        except ocr_baseline.BaselineError as e:
+            raise UsageError(str(e)) from None
+        opts.tasks = ",".join(tasks)
+        opts.baseline_note = note
 
 
 def run_config(opts, suite) -> dict:
-    model = opts.model if opts.model in MODEL_ALIASES else os.path.abspath(opts.model)
+    baseline = ocr_baseline.is_baseline(opts.model)
+    model = opts.model if opts.model in MODEL_ALIASES or baseline else os.path.abspath(opts.model)
     data = opts.data or (suite.default_data() if hasattr(suite, "default_data") else None)
     cfg = {"suite": suite.name, "model": model, "data": os.path.abspath(data) if data else None,
            "images": os.path.abspath(opts.images) if opts.images else None, "steps": opts.steps,
            "guidance": opts.guidance, "seed": opts.seed, "ocr_engine": opts.ocr_engine,
            "tasks": ",".join(suite.selected_tasks(opts)) or None, "subset": opts.subset,
            "max_new_tokens": opts.max_new_tokens, "override": sorted(opts.override)}
+    if baseline:
+        cfg["baseline"] = {"engine": ocr_baseline.BASELINES[opts.model],
+                           **ocr_baseline.engine_options(opts.model, suite.name, opts)}
     if suite.name == "synthetic-heldout":
         cfg.update(lang=opts.lang, synth_seed=opts.synth_seed, synth_size=opts.synth_size,
                    synth_fonts=opts.synth_fonts)
@@ -208,6 +234,8 @@ def prepare_out(out: str, cfg: dict, overwrite: bool) -> None:
 
 # --------------------------------------------------------------------------- model
 def load_pipeline(opts):
+    if ocr_baseline.is_baseline(opts.model):
+        return ocr_baseline.load_baseline(opts.model, opts.suite, opts, batch_size=opts.batch_size)
     from textharmony.pipeline import TINY_CONFIG, TextHarmonyPipeline
     if opts.model == "tiny":
         path = TINY_CONFIG
@@ -230,11 +258,12 @@ def fmt(v) -> str:
 
 def markdown(result: dict) -> str:
     c = result["config"]
+    settings = (f"OCR baseline: {c['baseline']['engine']}" if c.get("baseline") else
+                f"OCR judge: {c['ocr_engine']}; diffusion steps: {c['steps'] or 'model default'}; seed {c['seed']}")
     lines = [f"## {result['suite']} — {result['model']}", "",
              f"Command: `{result['command']}`  ",
              f"Samples: {result['num_samples']}" + (f" (--limit {result['limit']})" if result.get("limit") else "")
-             + f"; OCR judge: {c['ocr_engine']}; diffusion steps: {c['steps'] or 'model default'}; "
-               f"seed {c['seed']}  ",
+             + f"; {settings}  ",
              f"Model: {result.get('model_source') or c['model']}", "",
              "| metric | value |", "|---|---:|"]
     lines += [f"| {k} | {fmt(v)} |" for k, v in result["metrics"].items()]
@@ -262,10 +291,15 @@ def evaluate(opts, argv: list[str], pipeline=None) -> dict:
     check_options(opts, suite)
     cfg = run_config(opts, suite)
     out = opts.out or os.path.join(ROOT, "outputs", "eval", model_name(opts.model), suite.name)
+    baseline = None
+    if pipeline is None and ocr_baseline.is_baseline(opts.model):    # a missing binary / language pack: now
+        baseline = load_pipeline(opts)
     try:
         samples, notes = suite.load(opts.data, opts)
     except DataError as e:
         raise UsageError(str(e)) from None
+    if getattr(opts, "baseline_note", None):
+        notes.append(opts.baseline_note)
     if opts.limit:
         samples = samples[: opts.limit]
     prepare_out(out, cfg, opts.overwrite)
@@ -279,7 +313,7 @@ def evaluate(opts, argv: list[str], pipeline=None) -> dict:
     with open(run_path, encoding="utf-8") as f:
         run_info = json.load(f)
     if todo:
-        pipe = pipeline if pipeline is not None else load_pipeline(opts)
+        pipe = pipeline if pipeline is not None else (baseline or load_pipeline(opts))
         run_info.update(model_source=pipe.source, untrained=bool(getattr(pipe, "untrained", False)))
         atomic_json(run_path, run_info)
         ctx = Context(pipe, opts, out)
@@ -299,7 +333,7 @@ def evaluate(opts, argv: list[str], pipeline=None) -> dict:
     records = [done[s["id"]] for s in samples]
     metrics, other = suite.score(records, opts)
     rm, ro = routing_metrics(records)
-    if not rm and suite.name == "synthetic-heldout":
+    if not rm and suite.name == "synthetic-heldout" and not ocr_baseline.is_baseline(opts.model):
         notes.append("routing accuracy skipped: the model has no Slide-LoRA gate (none, or mode 'none')")
     metrics.update(rm)
     other.update(ro)
@@ -339,7 +373,7 @@ def main(argv: list[str] | None = None, pipeline=None) -> int:
         from textharmony.config import ConfigError
         from textharmony.io_utils import InputError
         from textharmony.ocr_engines import OCREngineUnavailable
-        known = (ConfigError, InputError, OCREngineUnavailable, FileNotFoundError)
+        known = (ConfigError, InputError, OCREngineUnavailable, FileNotFoundError, ocr_baseline.BaselineUnsupported)
         if debug:
             traceback.print_exc()
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)

@@ -136,3 +136,18 @@ def test_tesseract_read(tess):
     assert set(texts) == {"OPEN", "SHUT"}
     for t, b in boxes.items():
         assert polygon_iou(texts[t], _box_poly(b)) > 0.5
+
+
+def test_tesseract_read_words(tess):
+    canvas = Image.new("RGB", (420, 80), "white")
+    d = ImageDraw.Draw(canvas)
+    try:
+        font = ImageFont.truetype(DEJAVU, 36)
+    except OSError:
+        pytest.skip("DejaVu font not installed")
+    d.text((20, 20), "OPEN SHUT", font=font, fill="black")      # one line, two words
+    words = tess.read_words(canvas)
+    assert [t for _, t, _ in words] == ["OPEN", "SHUT"], words
+    x0, _, x1, _ = d.textbbox((20, 20), "OPEN", font=font)
+    assert polygon_iou(words[0][0], _box_poly((x0, 20, x1, 20 + 36))) > 0.5
+    assert words[0][0][1][0] < words[1][0][0][0]                  # left to right, not overlapping

@@ -3,8 +3,10 @@
 One process per call writes both the plain text (``txt``, tesseract's own spacing, correct
 for Chinese) and the word table (``tsv``, for boxes and confidences). Recognise-only mode uses
 ``--psm 7`` (the image is a single text line); :meth:`TesseractEngine.read` uses
-``--psm 11`` (sparse text, suited to generated images with scattered words) by default.
-Languages: ``eng``, ``chi_sim`` or combinations such as ``eng+chi_sim``.
+``--psm 11`` (sparse text, suited to generated images with scattered words) by default and returns
+lines; :meth:`TesseractEngine.read_words` returns tesseract's words (level 5 of the TSV), with runs of
+CJK fragments that tesseract split out of one word (``chi_sim`` often emits a word character by
+character) joined again. Languages: ``eng``, ``chi_sim`` or combinations such as ``eng+chi_sim``.
 """
 from __future__ import annotations
 
@@ -131,6 +133,31 @@ class TesseractEngine(OCREngine):
             y1 = max(w["top"] + w["height"] for w in ws)
             poly = [(float(x0), float(y0)), (float(x1), float(y0)), (float(x1), float(y1)), (float(x0), float(y1))]
             out.append((poly, _join_words([w["text"] for w in ws]), sum(w["conf"] for w in ws) / len(ws)))
+        return out
+
+    def read_words(self, image, cjk_gap: float = 0.25) -> ReadResult:
+        """Detect and recognise words: ``(box polygon, word, score)`` per word, line by line, left to right.
+
+        Adjacent CJK-only words of one line whose gap is below ``cjk_gap`` x the text height are one word
+        (tesseract's ``chi_sim`` splits words into characters; words of a CJK line are space-separated)."""
+        _, words = self._run(image, self.page_psm)
+        merged: list[dict] = []
+        for w in sorted(words, key=lambda w: (w["key"], w["left"])):
+            p = merged[-1] if merged else None
+            if (p is not None and p["key"] == w["key"] and all(map(_is_cjk, p["text"])) and all(map(_is_cjk, w["text"]))
+                    and w["left"] - (p["left"] + p["width"]) < cjk_gap * max(p["height"], w["height"])):
+                x1 = max(p["left"] + p["width"], w["left"] + w["width"])
+                y0, y1 = min(p["top"], w["top"]), max(p["top"] + p["height"], w["top"] + w["height"])
+                n = p.get("n", 1)
+                merged[-1] = dict(p, text=p["text"] + w["text"], width=x1 - p["left"], top=y0, height=y1 - y0,
+                                  conf=(p["conf"] * n + w["conf"]) / (n + 1), n=n + 1)
+                continue
+            merged.append(dict(w))
+        out: ReadResult = []
+        for w in merged:
+            x0, y0, x1, y1 = w["left"], w["top"], w["left"] + w["width"], w["top"] + w["height"]
+            out.append(([(float(x0), float(y0)), (float(x1), float(y0)), (float(x1), float(y1)), (float(x0), float(y1))],
+                        w["text"], w["conf"]))
         return out
 
     def __repr__(self) -> str:
