@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The paper's comparison in miniature: the five tiny baselines (same shards, steps and optimiser), each
+# trained for every seed, evaluated on the synthetic held-out suite, then laid side by side.
+#   bash benchmarks/baselines.sh                      # SEEDS="0 1" LIMIT=30 ROWS="text_only ... rule_gate"
+#   SEEDS="0 1 2" LIMIT=50 THREADS=2 bash benchmarks/baselines.sh
+# Needs data/shards/synth (see docs/training.md). Runs resume: a finished train/eval step is skipped.
+# Outputs: outputs/train/baselines/<row>_s<seed>/final, outputs/eval/baselines/<row>_s<seed>/metrics.json,
+#          outputs/eval/baselines/compare.md (python benchmarks/compare.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+SEEDS=${SEEDS:-"0 1"}
+LIMIT=${LIMIT:-30}
+THREADS=${THREADS:-1}
+ROWS=${ROWS:-"text_only image_only shared_lora slide_lora rule_gate"}
+export HF_HUB_OFFLINE=1 OMP_NUM_THREADS=$THREADS
+for seed in $SEEDS; do
+  for row in $ROWS; do
+    run=${row}_s${seed}
+    train_dir=outputs/train/baselines/$run
+    if [ ! -f "$train_dir/final/textharmony_config.yaml" ]; then
+      echo "== train $run"
+      $PY train.py --config "configs/train/tiny_$row.yaml" --resume auto seed="$seed" data.seed="$seed" \
+        output_dir="$train_dir" num_threads="$THREADS" log.progress=false log.sample_every=0
+    fi
+    eval_dir=outputs/eval/baselines/$run
+    if [ ! -f "$eval_dir/metrics.json" ]; then
+      echo "== eval $run"
+      $PY benchmarks/eval.py --model "$train_dir/final" --suite synthetic-heldout --limit "$LIMIT" \
+        --out "$eval_dir" --no-progress --quiet
+    fi
+  done
+done
+runs=(); names=()
+for seed in $SEEDS; do for row in $ROWS; do runs+=("outputs/eval/baselines/${row}_s${seed}"); names+=("${row}_s${seed}"); done; done
+$PY benchmarks/compare.py "${runs[@]}" --names "$(IFS=,; echo "${names[*]}")" --group-seeds \
+  --baseline "$(case " $ROWS " in *" shared_lora "*) echo shared_lora;; *) echo "${ROWS%% *}";; esac)" \
+  --out outputs/eval/baselines/compare.md
