@@ -338,7 +338,7 @@ def test_keep_last_and_probe_and_tensorboard(tmp_path):
     scalars = set(tags["scalars"])
     for t in ("train/loss", "train/loss_img", "train/loss_text", "train/loss_gate", "train/grad_norm",
               "train/routing_acc", "train/gate_image_mean/layer0", "perf/samples_per_s", "train/skipped_nonfinite",
-              "lr/lora"):
+              "lr/lora", "train/image_reliance"):
         assert t in scalars, (t, sorted(scalars))
 
 
@@ -378,3 +378,26 @@ def test_real_loader_resume_is_exact(tmp_path, synth_shards):
     ra = torch.load(os.path.join(sa["checkpoint"], "ranks", "rank0.pt"), weights_only=True)["data"]
     rb = torch.load(os.path.join(sb["checkpoint"], "ranks", "rank0.pt"), weights_only=True)["data"]
     assert ra["kind"] == "webdataset" and ra["loader"]["epoch"] == 1 and ra == rb
+
+
+def test_image_reliance_probe():
+    """train/image_reliance: 0 when the rotated images equal the real ones, None without two images,
+    finite otherwise, and the global RNG streams are left as they were."""
+    from conftest import make_batch, tiny_model, word_image
+    from textharmony.train.logging import image_reliance
+    model = tiny_model()
+    model.train()
+
+    def ocr(img, answer):
+        return ([img], [{"role": "user", "content": "<image>\nWhat is written?"},
+                        {"role": "assistant", "content": answer}], None)
+
+    same = make_batch(model, [ocr(word_image("OPEN"), "OPEN"), ocr(word_image("OPEN"), "OPEN")])
+    assert image_reliance(model, same) == 0.0
+    one = make_batch(model, [ocr(word_image("OPEN"), "OPEN")])
+    assert image_reliance(model, one) is None
+    two = make_batch(model, [ocr(word_image("OPEN"), "OPEN"), ocr(word_image("SHUT", color="red"), "SHUT")])
+    rng = torch.get_rng_state()
+    r = image_reliance(model, two)
+    assert torch.equal(rng, torch.get_rng_state())
+    assert r is not None and r == r and r != 0.0       # finite and image dependent (random weights)

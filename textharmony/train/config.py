@@ -101,6 +101,10 @@ class LogConfig:
     progress: bool = True             # tqdm bar (main process)
     sample_every: int = 0             # 0: no probe generations
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    # every `every` steps, the text loss of the step's batch with its input images rotated by one
+    # (train/image_reliance = that loss - the real one; ~0 = the answers ignore the image): one extra
+    # no-grad forward per log interval
+    image_reliance: bool = True
 
 
 @dataclass

@@ -108,3 +108,25 @@ def run_probe(model, cfg) -> tuple[Image.Image | None, str | None]:
     finally:
         model.train(was_training)
     return gen, text
+
+
+@torch.no_grad()
+def image_reliance(model, batch: dict) -> float | None:
+    """How much the text answers of ``batch`` depend on its input images, in nats per answer token.
+
+    ``CE(answers | images rotated by one across the batch) - CE(answers | real images)``: about 0 when the
+    model answers from the language prior alone, growing as it reads. ``batch`` as :class:`Collator` makes it
+    (``pixel_values`` (M, 3, S, S)); None when it has fewer than two input images or no text loss. Runs
+    without gradients and leaves the global RNGs as they were (so training noise and resume are unchanged).
+    """
+    from .data import preserve_rng
+    pv = batch.get("pixel_values")
+    if pv is None or pv.shape[0] < 2:
+        return None
+    with preserve_rng():
+        real = model(batch)
+    with preserve_rng():
+        rolled = model(dict(batch, pixel_values=pv.roll(1, dims=0)))
+    if real is None or rolled is None or not float(real.loss_text) > 0:
+        return None
+    return float(rolled.loss_text) - float(real.loss_text)

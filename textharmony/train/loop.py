@@ -197,7 +197,7 @@ def train(cfg: TrainConfig, resume: str | None = None, stream=None, stop_after: 
     from accelerate.utils import set_seed
 
     from .data import build_dataloader
-    from .logging import TrainLogger, run_probe
+    from .logging import TrainLogger, image_reliance, run_probe
 
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
@@ -327,6 +327,10 @@ def train(cfg: TrainConfig, resume: str | None = None, stream=None, stop_after: 
 
             # ---- scalars
             if state.step % cfg.log.every == 0 or state.step == cfg.max_steps:
+                reliance = None
+                if cfg.log.image_reliance and not bad and not _sharded(acc):
+                    with acc.autocast():
+                        reliance = image_reliance(unwrapped, batch)
                 keys = sorted(k for k in sums if not k.startswith("m:"))
                 means = _mean_over_ranks(acc, [sums[k] / n_good for k in keys]) if n_good else []
                 now = time.perf_counter()
@@ -338,6 +342,8 @@ def train(cfg: TrainConfig, resume: str | None = None, stream=None, stop_after: 
                     values[f"lr/{g.get('name', 'group')}"] = glr
                 values.update({"perf/samples_per_s": throughput, "train/skipped_nonfinite": state.nonfinite_total,
                                "train/samples_seen": state.samples_seen, "data/epoch": stream.epoch})
+                if reliance is not None:
+                    values["train/image_reliance"] = reliance
                 log.scalars(state.step, values)
                 sums.clear()
                 n_good, interval_samples, interval_t0 = 0, 0, now
