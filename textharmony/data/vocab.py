@@ -59,3 +59,74 @@ def load_vocab(path: str) -> tuple[list[str], list[str]]:
             for w in line.split():
                 (zh if detect_lang(w) == "zh" else en).append(w)
     return list(dict.fromkeys(en)), list(dict.fromkeys(zh))
+
+
+def random_vocab(n_en: int, n_zh: int, seed: int = 0, exclude: frozenset = frozenset(),
+                 en_len: tuple = (2, 9), zh_len: tuple = (1, 3), include_builtin: bool = True) -> list[str]:
+    """``n_en`` random lower-case Latin strings and ``n_zh`` random strings of ``COMMON_ZH_CHARS`` (lengths drawn
+    from ``en_len`` / ``zh_len``), none in ``exclude``; then ``EN_WORDS`` + ``ZH_WORDS`` with ``include_builtin``.
+
+    Training on a few hundred real words lets a model learn them as wholes; strings no dictionary holds only
+    pay off by reading letter by letter. Deterministic in ``seed``."""
+    import random
+    import string
+    rng = random.Random(f"vocab/{seed}")
+    chars = sorted(COMMON_ZH_CHARS)
+    if n_zh and zh_len[1] == 1 and n_zh > len(chars):
+        raise ValueError(f"only {len(chars)} single-character Chinese strings exist; asked for {n_zh}")
+
+    def draw(n, alphabet, lengths):
+        out: dict = {}
+        tries = 0
+        while len(out) < n:
+            tries += 1
+            if tries > 50 * n + 1000:
+                raise ValueError(f"cannot draw {n} distinct strings of length {lengths[0]}-{lengths[1]}")
+            w = "".join(rng.choice(alphabet) for _ in range(rng.randint(*lengths)))
+            if w not in exclude:
+                out[w] = None
+        return list(out)
+    words = draw(n_en, string.ascii_lowercase, en_len) + draw(n_zh, chars, zh_len)
+    if include_builtin:
+        words += [w for w in EN_WORDS + ZH_WORDS if w not in exclude]
+    return words
+
+
+def main(argv=None) -> int:
+    """``python -m textharmony.data.vocab --out FILE [--en 20000] [--zh 5000] [--seed 0] [--exclude FILE]
+    [--no-builtin]``: write a random-string vocabulary for ``python -m textharmony.data.synth --vocab FILE``."""
+    import argparse
+    import os
+    import sys
+    ap = argparse.ArgumentParser(prog="python -m textharmony.data.vocab", description=random_vocab.__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--en", type=int, default=20000)
+    ap.add_argument("--zh", type=int, default=5000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--exclude", default=None, help="word list whose words never appear (e.g. a held-out vocabulary)")
+    ap.add_argument("--no-builtin", action="store_true", help="leave out EN_WORDS / ZH_WORDS")
+    a = ap.parse_args(argv)
+    if a.en < 0 or a.zh < 0:
+        print("error: --en and --zh must be >= 0", file=sys.stderr)
+        return 2
+    exclude: frozenset = frozenset()
+    if a.exclude:
+        if not os.path.isfile(a.exclude):
+            print(f"error: --exclude '{a.exclude}' is not a file", file=sys.stderr)
+            return 2
+        en, zh = load_vocab(a.exclude)
+        exclude = frozenset(en + zh)
+    try:
+        words = random_vocab(a.en, a.zh, a.seed, exclude, include_builtin=not a.no_builtin)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    with open(a.out, "w", encoding="utf-8") as f:
+        f.write("\n".join(words) + "\n")
+    print(f"wrote {len(words)} words to {a.out} ({a.en} random Latin, {a.zh} random Chinese"
+          f"{'' if a.no_builtin else ', + the built-in lists'}; {len(exclude)} excluded)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
