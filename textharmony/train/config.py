@@ -102,8 +102,8 @@ class LogConfig:
     sample_every: int = 0             # 0: no probe generations
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     # every `every` steps, the text loss of the step's batch with its input images rotated by one
-    # (train/image_reliance = that loss - the real one; ~0 = the answers ignore the image): one extra
-    # no-grad forward per log interval
+    # (train/image_reliance = that loss - the real one; ~0 = the answers ignore the image): two no-grad
+    # forwards of ViT + LLM per log interval (the diffusion decoder does not run)
     image_reliance: bool = True
 
 

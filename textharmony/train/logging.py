@@ -111,22 +111,28 @@ def run_probe(model, cfg) -> tuple[Image.Image | None, str | None]:
 
 
 @torch.no_grad()
-def image_reliance(model, batch: dict) -> float | None:
-    """How much the text answers of ``batch`` depend on its input images, in nats per answer token.
+def paired_text_losses(model, batch: dict) -> tuple[float, float] | None:
+    """``(CE(answers | real images), CE(answers | images rotated by one across the batch))``, nats per answer token.
 
-    ``CE(answers | images rotated by one across the batch) - CE(answers | real images)``: about 0 when the
-    model answers from the language prior alone, growing as it reads. ``batch`` as :class:`Collator` makes it
-    (``pixel_values`` (M, 3, S, S)); None when it has fewer than two input images or no text loss. Runs
-    without gradients and leaves the global RNGs as they were (so training noise and resume are unchanged).
+    ``batch`` as :class:`Collator` makes it (``pixel_values`` (M, 3, S, S)); None when it has fewer than two input
+    images or no text loss. The ``gen_*`` targets are left out, so the diffusion decoder does not run: the text
+    loss does not depend on it. No gradients; the global RNGs are left as they were (training noise and resume
+    unchanged).
     """
     from .data import preserve_rng
     pv = batch.get("pixel_values")
     if pv is None or pv.shape[0] < 2:
         return None
+    text_only = {k: v for k, v in batch.items() if not k.startswith("gen_")}
     with preserve_rng():
-        real = model(batch)
-    with preserve_rng():
-        rolled = model(dict(batch, pixel_values=pv.roll(1, dims=0)))
-    if real is None or rolled is None or not float(real.loss_text) > 0:
-        return None
-    return float(rolled.loss_text) - float(real.loss_text)
+        real = float(model(text_only).loss_text)
+        rolled = float(model(dict(text_only, pixel_values=pv.roll(1, dims=0))).loss_text)
+    return (real, rolled) if real > 0 else None
+
+
+def image_reliance(model, batch: dict) -> float | None:
+    """How much the text answers of ``batch`` depend on its input images: the rotated-image text loss minus the
+    real one (:func:`paired_text_losses`). About 0 when the model answers from the language prior alone, growing
+    as it reads; None where :func:`paired_text_losses` is."""
+    pair = paired_text_losses(model, batch)
+    return None if pair is None else pair[1] - pair[0]
