@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -31,7 +30,7 @@ def reliance(model, shards: str, tasks: list[str], batches: int) -> dict:
 
     from textharmony.train.config import load_train_config
     from textharmony.train.data import build_dataloader
-    from textharmony.train.logging import image_reliance
+    from textharmony.train.logging import paired_text_losses
     ov = [f"data.datasets=[{{name: probe, urls: {shards}, weight: 1.0}}]", "data.num_workers=0",
           "data.batch_size=16", f"data.tasks=[{','.join(tasks)}]"]
     cfg = load_train_config(os.path.join(REPO, "configs", "train", "tiny_text_only.yaml"), ov)
@@ -40,31 +39,24 @@ def reliance(model, shards: str, tasks: list[str], batches: int) -> dict:
     losses, rel = [], []
     for _ in range(batches):
         b = next(it)
-        with torch.no_grad():
-            losses.append(float(model(b).loss_text))
-        r = image_reliance(model, b)
-        if r is not None:
-            rel.append(r)
+        pair = paired_text_losses(model, b)
+        if pair is None:            # under two input images: the plain loss only
+            with torch.no_grad():
+                losses.append(float(model(b).loss_text))
+        else:
+            losses.append(pair[0])
+            rel.append(pair[1] - pair[0])
     return {"loss_text": sum(losses) / len(losses), "image_reliance": sum(rel) / len(rel) if rel else None,
             "batches": batches}
 
 
 def crop_reading(pipe, heldout: str, limit: int) -> dict:
-    from PIL import Image
     from rapidfuzz.distance import Levenshtein
 
-    from textharmony.data.crops import word_crops
-    with tempfile.TemporaryDirectory() as tmp:
-        word_crops(heldout, tmp, size=pipe.model.cfg.vision.image_size, pad=(0.08, 0.08), limit=limit, progress=False)
-        items = []
-        for e in open(os.path.join(tmp, "index.txt"), encoding="utf-8").read().split():
-            s, k = e.split("_")
-            d = os.path.join(tmp, s, k)
-            word = open(os.path.join(d, "ocr.txt"), encoding="utf-8").read().split()[0]
-            with Image.open(os.path.join(d, "image.jpg")) as im:
-                items.append((im.convert("RGB"), word))
-    preds = [p.strip() for p in pipe.ocr([im for im, _ in items], max_new_tokens=32)]
-    words = [w for _, w in items]
+    from textharmony.data.crops import iter_word_crops
+    crops = list(iter_word_crops(heldout, size=pipe.model.cfg.vision.image_size, pad=(0.08, 0.08), limit=limit))
+    preds = [p.strip() for p in pipe.ocr([c["image"] for c in crops], max_new_tokens=32)]
+    words = [c["text"] for c in crops]
     ok = sum(p == w for p, w in zip(preds, words))
     sim = sum(1 - Levenshtein.normalized_distance(p, w) for p, w in zip(preds, words))
     return {"words": len(words), "word_accuracy": ok / len(words), "one_minus_ned": sim / len(words),

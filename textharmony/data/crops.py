@@ -9,7 +9,7 @@ to ``size`` x ``size``, the square the ViT reads, aspect not kept: the pipeline 
 ``ocr.txt`` (the word, its polygon = the whole crop), ``caption.txt`` (the word quoted) and ``info.json``
 (``ocr_frame`` and the source key); plus ``DST/index.txt``. A recognition curriculum: the same reading task
 with the localisation taken out. Deterministic in (seed, source order). Unreadable samples and words whose
-box is under 4 px are skipped and counted.
+box is under 4 px are skipped and counted. :func:`iter_word_crops` gives the same crops in memory.
 """
 from __future__ import annotations
 
@@ -18,82 +18,88 @@ import json
 import os
 import random
 import sys
-from typing import Optional, Sequence
+from collections import Counter
+from typing import Iterator, Optional, Sequence
 
 from PIL import Image
 
-from .convert.common import Result
-from .convert.mario import IMAGE_NAMES, list_samples, read_words
+from .convert.common import Result, SkipSample, read_image
+from .convert.mario import list_samples, read_words, sample_image
 
 
-def _image(d: str) -> Optional[Image.Image]:
-    for name in IMAGE_NAMES:
-        p = os.path.join(d, name)
-        if os.path.isfile(p):
-            try:
-                with Image.open(p) as im:
-                    return im.convert("RGB")
-            except (OSError, ValueError):
-                return None
-    return None
-
-
-def word_crops(src: str, out: str, size: int = 128, pad: tuple = (0.02, 0.15), seed: int = 0,
-               limit: int = 0, progress: bool = True) -> dict:
-    """Write the crops; returns ``{"samples": n_source, "crops": n, "skipped": {reason: count}}``."""
+def _entries(src: str, size: int, pad: tuple, limit: int) -> list[str]:
+    """Check the arguments; the first ``limit`` (0: all) sample entries of ``src``."""
     if size < 8:
         raise ValueError(f"--size must be >= 8, got {size}")
-    lo, hi = pad
-    if not 0 <= lo <= hi:
-        raise ValueError(f"--pad must be 'lo,hi' with 0 <= lo <= hi, got {lo},{hi}")
-    entries = list_samples(src)
-    if limit:
-        entries = entries[:limit]
+    if not 0 <= pad[0] <= pad[1]:
+        raise ValueError(f"--pad must be 'lo,hi' with 0 <= lo <= hi, got {pad[0]},{pad[1]}")
+    entries = list_samples(src)[:limit or None]
     if not entries:
         raise ValueError(f"no samples under '{src}' (expected <shard>/<key>/ folders or an index.txt)")
-    os.makedirs(out, exist_ok=True)
+    return entries
+
+
+def iter_word_crops(src: str, size: int = 128, pad: tuple = (0.02, 0.15), seed: int = 0, limit: int = 0,
+                    skipped: Optional[Counter] = None, progress: bool = False) -> Iterator[dict]:
+    """Yield ``{"source", "text", "box", "image"}`` (``image``: RGB, ``size`` x ``size``) for every word of the
+    first ``limit`` (0: all) samples of MARIO-layout ``src``; skip reasons are counted into ``skipped``.
+    Bad arguments raise ValueError at the call, not at the first item."""
+    entries = _entries(src, size, pad, limit)
+    return _crops(src, entries, size, pad, seed, Counter() if skipped is None else skipped, progress)
+
+
+def _crops(src: str, entries: list[str], size: int, pad: tuple, seed: int, skipped: Counter,
+           progress: bool) -> Iterator[dict]:
     rng = random.Random(f"crops/{seed}")
-    res = Result()
-    index, n = [], 0
-    it = entries
     if progress:
         from tqdm.auto import tqdm
-        it = tqdm(entries, desc="crops", unit="img")
-    for e in it:
+        entries = tqdm(entries, desc="crops", unit="img")
+    for e in entries:
         shard, key = e.split("_", 1)
         d = os.path.join(src, shard, key)
-        img = _image(d)
-        if img is None:
-            res.skip("image_missing_or_corrupt")
+        try:
+            img = read_image(sample_image(d), keep=True).image
+        except SkipSample as err:
+            skipped[err.reason] += 1
             continue
+        res = Result(skipped=skipped)
         words, reason = read_words(d, img.size, res)
         if reason:
             res.skip(reason)
         for w in words:
             xs, ys = [p[0] for p in w["polygon"]], [p[1] for p in w["polygon"]]
-            g = rng.uniform(lo, hi) * (max(ys) - min(ys))
+            g = rng.uniform(*pad) * (max(ys) - min(ys))
             box = (max(0, int(min(xs) - g)), max(0, int(min(ys) - g)),
                    min(img.width, int(max(xs) + g + 0.999)), min(img.height, int(max(ys) + g + 0.999)))
             if box[2] - box[0] < 4 or box[3] - box[1] < 4:
                 res.skip("word_too_small")
                 continue
-            crop = img.crop(box).resize((size, size), Image.BICUBIC)
-            s, k = f"{n // 10000:05d}", f"{n:09d}"
-            od = os.path.join(out, s, k)
-            os.makedirs(od, exist_ok=True)
-            crop.save(os.path.join(od, "image.jpg"), quality=95)
-            m = size - 1
-            with open(os.path.join(od, "ocr.txt"), "w", encoding="utf-8") as f:
-                f.write(f"{w['text']} 0,0,{m},0,{m},{m},0,{m} 1.0\n")
-            with open(os.path.join(od, "caption.txt"), "w", encoding="utf-8") as f:
-                f.write(f'"{w["text"]}"')
-            with open(os.path.join(od, "info.json"), "w", encoding="utf-8") as f:
-                json.dump({"ocr_frame": [size, size], "source": e, "box": list(box)}, f)
-            index.append(f"{s}_{k}")
-            n += 1
+            yield {"source": e, "text": w["text"], "box": box,
+                   "image": img.crop(box).resize((size, size), Image.BICUBIC)}
+
+
+def word_crops(src: str, out: str, size: int = 128, pad: tuple = (0.02, 0.15), seed: int = 0,
+               limit: int = 0, progress: bool = True) -> dict:
+    """Write the crops; returns ``{"samples": n_source, "crops": n, "skipped": {reason: count}}``."""
+    entries = _entries(src, size, pad, limit)
+    skipped: Counter = Counter()
+    os.makedirs(out, exist_ok=True)
+    index, m = [], size - 1
+    for n, c in enumerate(_crops(src, entries, size, pad, seed, skipped, progress)):
+        s, k = f"{n // 10000:05d}", f"{n:09d}"
+        od = os.path.join(out, s, k)
+        os.makedirs(od, exist_ok=True)
+        c["image"].save(os.path.join(od, "image.jpg"), quality=95)
+        with open(os.path.join(od, "ocr.txt"), "w", encoding="utf-8") as f:
+            f.write(f"{c['text']} 0,0,{m},0,{m},{m},0,{m} 1.0\n")
+        with open(os.path.join(od, "caption.txt"), "w", encoding="utf-8") as f:
+            f.write(f'"{c["text"]}"')
+        with open(os.path.join(od, "info.json"), "w", encoding="utf-8") as f:
+            json.dump({"ocr_frame": [size, size], "source": c["source"], "box": list(c["box"])}, f)
+        index.append(f"{s}_{k}")
     with open(os.path.join(out, "index.txt"), "w", encoding="utf-8") as f:
         f.write("".join(x + "\n" for x in index))
-    return {"samples": len(entries), "crops": n, "skipped": dict(res.skipped)}
+    return {"samples": len(entries), "crops": len(index), "skipped": dict(skipped)}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -37,6 +37,11 @@ def find_index(root: str) -> Optional[str]:
     return cands[0] if cands else None
 
 
+def sample_image(d: str) -> Optional[str]:
+    """The image file of sample folder ``d`` (first of ``IMAGE_NAMES`` present), or None."""
+    return next((os.path.join(d, n) for n in IMAGE_NAMES if os.path.isfile(os.path.join(d, n))), None)
+
+
 def list_samples(root: str, index: Optional[str] = None) -> list[str]:
     """Index entries (``SSSSS_KKKKKKKKK``) from the index file, else from scanning the tree."""
     index = index or find_index(root)
@@ -127,7 +132,7 @@ class MarioConverter:
         d = os.path.join(self.root, parts[0], parts[1])
         if not os.path.isdir(d):
             return res.skip("sample_missing")
-        path = next((os.path.join(d, n) for n in IMAGE_NAMES if os.path.isfile(os.path.join(d, n))), None)
+        path = sample_image(d)
         if path is None:
             return res.skip("image_missing")
         image = read_image(path)
