@@ -1,4 +1,4 @@
-"""Can a preset learn to use its images at all? Two toy tasks, trained from scratch in-process.
+"""Can a preset learn to use its images at all? Three toy tasks, trained from scratch in-process.
 
     python benchmarks/visual_sanity.py --task colour|letter|string [--config configs/model/tiny.yaml] [--steps 400]
         [--lr 1e-3] [--batch 16] [--every 50] [--seed 0] [--save DIR] [key=value model overrides ...]
@@ -6,8 +6,8 @@
 ``colour``: a solid-colour image, "What color is this?" -> one of 6 colour names (global information).
 ``letter``: one upper-case Latin letter filling ~70 % of the image, drawn in a random installed font, "What
 letter is this?" -> the letter (glyph information: the first step of reading). ``string``: 2-4 random upper-case
-letters in one line, black on white, as large as fits, "What is written?" -> the string (reading in order). Plain AdamW on every parameter,
-text loss only. Every ``--every`` steps it prints the text loss and ``image_reliance`` (the text loss with the
+letters in one line, black on white, as large as fits, "What is written?" -> the string (reading in order).
+Plain AdamW on every parameter, text loss only. Every ``--every`` steps it prints the text loss and ``image_reliance`` (the text loss with the
 batch's images rotated by one minus the real one, nats per answer token; 0 = the answer ignores the image).
 The prior floor of ``letter`` is ln(26)/2 ≈ 1.63 (two answer tokens: the letter and the end of turn).
 """

@@ -72,8 +72,6 @@ def random_vocab(n_en: int, n_zh: int, seed: int = 0, exclude: frozenset = froze
     import string
     rng = random.Random(f"vocab/{seed}")
     chars = sorted(COMMON_ZH_CHARS)
-    if n_zh and zh_len[1] == 1 and n_zh > len(chars):
-        raise ValueError(f"only {len(chars)} single-character Chinese strings exist; asked for {n_zh}")
 
     def draw(n, alphabet, lengths):
         out: dict = {}
