@@ -1,4 +1,4 @@
-"""Does a model read? Two cheap checks of a trained model, for recipe work on the tiny preset.
+"""Does a model read (and how far has its decoder come)? Cheap checks of a trained model, for recipe work on the tiny preset.
 
     python benchmarks/reading_probe.py --model DIR [--shards DIR] [--tasks recognize,vqa] [--batches 6]
         [--image-tasks t2i,edit] [--heldout DIR] [--limit N] [--json OUT]
@@ -31,16 +31,20 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 
+def _batches(model, shards: str, tasks: list[str], train_config: str):
+    """Deterministic batches of 16 of ``tasks`` from ``shards``, as training builds them (seeded, no workers)."""
+    from textharmony.train.config import load_train_config
+    from textharmony.train.data import build_dataloader
+    ov = [f"data.datasets=[{{name: probe, urls: {shards}, weight: 1.0}}]", "data.num_workers=0",
+          "data.batch_size=16", f"data.tasks=[{','.join(tasks)}]"]
+    return iter(build_dataloader(load_train_config(os.path.join(REPO, "configs", "train", train_config), ov), model))
+
+
 def reliance(model, shards: str, tasks: list[str], batches: int) -> dict:
     import torch
 
-    from textharmony.train.config import load_train_config
-    from textharmony.train.data import build_dataloader
     from textharmony.train.logging import paired_text_losses
-    ov = [f"data.datasets=[{{name: probe, urls: {shards}, weight: 1.0}}]", "data.num_workers=0",
-          "data.batch_size=16", f"data.tasks=[{','.join(tasks)}]"]
-    cfg = load_train_config(os.path.join(REPO, "configs", "train", "tiny_text_only.yaml"), ov)
-    it = iter(build_dataloader(cfg, model))
+    it = _batches(model, shards, tasks, "tiny_text_only.yaml")
     torch.manual_seed(0)
     losses, rel = [], []
     for _ in range(batches):
@@ -59,16 +63,11 @@ def reliance(model, shards: str, tasks: list[str], batches: int) -> dict:
 def diffusion_loss(model, shards: str, tasks: list[str], batches: int) -> dict:
     import torch
 
-    from textharmony.train.config import load_train_config
-    from textharmony.train.data import build_dataloader
-    ov = [f"data.datasets=[{{name: probe, urls: {shards}, weight: 1.0}}]", "data.num_workers=0",
-          "data.batch_size=16", f"data.tasks=[{','.join(tasks)}]"]
-    cfg = load_train_config(os.path.join(REPO, "configs", "train", "tiny_image_only.yaml"), ov)
-    it = iter(build_dataloader(cfg, model))
+    it = _batches(model, shards, tasks, "tiny_image_only.yaml")
     losses = []
     for i in range(batches):
         b = next(it)
-        if "gen_target" not in b:
+        if b.get("gen_target") is None or not b["gen_target"].shape[0]:
             raise ValueError(f"--image-tasks {','.join(tasks)}: the batch has no image targets")
         torch.manual_seed(1000 + i)         # same noise and timesteps for every model
         with torch.no_grad():
@@ -107,11 +106,16 @@ def main(argv=None) -> int:
             return 2
     from textharmony import TextHarmonyPipeline
     pipe = TextHarmonyPipeline.from_pretrained(a.model, device="cpu", dtype="float32", batch_size=16)
-    pipe.model.train()          # the loss as training sees it (the tiny presets have no dropout)
-    out = {"model": a.model, "reliance": reliance(pipe.model, a.shards, a.tasks.split(","), a.batches)}
-    pipe.model.eval()           # eval: no classifier-free context dropout, the conditioned loss only
-    if a.image_tasks:
-        out["diffusion"] = diffusion_loss(pipe.model, a.shards, a.image_tasks.split(","), a.batches)
+    from textharmony.config import ConfigError
+    try:
+        pipe.model.train()          # the loss as training sees it (the tiny presets have no dropout)
+        out = {"model": a.model, "reliance": reliance(pipe.model, a.shards, a.tasks.split(","), a.batches)}
+        pipe.model.eval()           # eval: no classifier-free context dropout, the conditioned loss only
+        if a.image_tasks:
+            out["diffusion"] = diffusion_loss(pipe.model, a.shards, a.image_tasks.split(","), a.batches)
+    except (ConfigError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     out["crop_reading"] = crop_reading(pipe, a.heldout, a.limit)
     r, c = out["reliance"], out["crop_reading"]
     rel = "n/a" if r["image_reliance"] is None else f"{r['image_reliance']:+.3f}"

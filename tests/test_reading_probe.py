@@ -29,6 +29,11 @@ def test_probe_smoke(tmp_path, capsys):
     assert r["metrics"]["crops.word_accuracy"] == 0.0
     assert "image_reliance" in capsys.readouterr().out
     assert reading_probe.main(["--model", str(tmp_path / "nope")]) == 2
+    for bad in ("recognize", "nosuchtask"):       # a text task has no image targets; an unknown task name
+        assert reading_probe.main(["--model", str(tmp_path / "model"), "--shards", str(tmp_path / "shards"),
+                                   "--tasks", "recognize", "--batches", "1", "--image-tasks", bad,
+                                   "--heldout", str(tmp_path / "src")]) == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: ")
 
 
 def test_diffusion_loss_is_seeded(tmp_path):
