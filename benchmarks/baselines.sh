@@ -47,12 +47,12 @@ for seed in $SEEDS; do
     fi
   done
 done
-runs=(); names=()
-for seed in $SEEDS; do for row in $ROWS; do runs+=("outputs/eval/baselines/${row}_s${seed}"); names+=("${row}_s${seed}"); done; done
-$PY benchmarks/compare.py "${runs[@]}" --names "$(IFS=,; echo "${names[*]}")" --group-seeds \
-  --baseline "$(case " $ROWS " in *" shared_lora "*) echo shared_lora;; *) echo "${ROWS%% *}";; esac)" \
-  --out outputs/eval/baselines/compare.md
-probes=(); for r in "${runs[@]}"; do probes+=("$r/probe.json"); done
-$PY benchmarks/compare.py "${probes[@]}" --names "$(IFS=,; echo "${names[*]}")" --group-seeds \
-  --baseline "$(case " $ROWS " in *" shared_lora "*) echo shared_lora;; *) echo "${ROWS%% *}";; esac)" \
-  --out outputs/eval/baselines/compare_probe.md
+runs=(); probes=(); names=()
+for seed in $SEEDS; do for row in $ROWS; do
+  runs+=("outputs/eval/baselines/${row}_s${seed}"); probes+=("outputs/eval/baselines/${row}_s${seed}/probe.json")
+  names+=("${row}_s${seed}")
+done; done
+cmp=(--names "$(IFS=,; echo "${names[*]}")" --group-seeds
+     --baseline "$(case " $ROWS " in *" shared_lora "*) echo shared_lora;; *) echo "${ROWS%% *}";; esac)")
+$PY benchmarks/compare.py "${runs[@]}" "${cmp[@]}" --out outputs/eval/baselines/compare.md
+$PY benchmarks/compare.py "${probes[@]}" "${cmp[@]}" --out outputs/eval/baselines/compare_probe.md

@@ -76,15 +76,13 @@ def diffusion_loss(model, shards: str, tasks: list[str], batches: int) -> dict:
 
 
 def crop_reading(pipe, heldout: str, limit: int) -> dict:
-    from rapidfuzz.distance import Levenshtein
-
     from textharmony.data.crops import iter_word_crops
+    from textharmony.metrics.recognition import ned, word_accuracy
     crops = list(iter_word_crops(heldout, size=pipe.model.cfg.vision.image_size, pad=(0.08, 0.08), limit=limit))
     preds = [p.strip() for p in pipe.ocr([c["image"] for c in crops], max_new_tokens=32)]
     words = [c["text"] for c in crops]
-    ok = sum(p == w for p, w in zip(preds, words))
-    sim = sum(1 - Levenshtein.normalized_distance(p, w) for p, w in zip(preds, words))
-    return {"words": len(words), "word_accuracy": ok / len(words), "one_minus_ned": sim / len(words),
+    # ned() is the mean edit *similarity* 1 - dist / max(len), case-sensitive, as word_accuracy
+    return {"words": len(words), "word_accuracy": word_accuracy(preds, words), "one_minus_ned": ned(preds, words),
             "examples": [{"target": w, "prediction": p} for p, w in list(zip(preds, words))[:8]]}
 
 
