@@ -20,19 +20,30 @@ captions are filled with the quoted target texts (``fill_caption``). Sample id: 
   one line per call); the line is read from the edited image; also checks that every pixel outside the mask
   is unchanged. Samples without an image skip editing (a note).
 
-Metrics: sentence accuracy (OCR reading == target, exact) and NED (1 - Levenshtein / max length) over all
-lines. The OCR engine is a proxy for AnyText's DuGuang recogniser; numbers are not the official ones.
+Targets are what AnyText evaluates (``anytext_singleGPU.get_item``): the first 20 target lines of an image,
+each cut to 20 characters (``textharmony.metrics.anytext_targets``), for generation, editing and scoring.
+
+Metrics, over all lines: sentence accuracy (OCR reading == target, exact) and NED. ``ned`` (the headline)
+is the official ``eval_dgocr.py`` one: 1 - Levenshtein / (max length + 1e-5) on recogniser ids, every
+character outside the recogniser dictionary mapped to the id of ``' '`` (``en_dict.txt`` for a subset
+whose name holds ``laion``, ``ppocr_keys_v1.txt`` otherwise, as the script picks by path; the latter is
+read from the rapidocr wheel's PP-OCRv4 recogniser, which carries the same 6,623 characters; without
+rapidocr such lines fall back to characters and ``<task>.ned_lines_without_dictionary`` counts them).
+``ned_chars`` is the NED on characters (no eps), the previous figure. The OCR engine is a proxy for
+AnyText's DuGuang recogniser; numbers are not the official ones.
 """
 from __future__ import annotations
 
 import glob
 import os
+from functools import lru_cache
 
 from textharmony.data.convert.anytext import anytext_words, fill_caption, image_root
 from textharmony.data.convert.common import Result
 from textharmony.data.masks import polygon_mask
 from textharmony.io_utils import load_image
 from textharmony.metrics import generation_ocr_metrics, text_line_scores
+from textharmony.metrics.generation import ANYTEXT_EPS, ANYTEXT_LATIN_DICT, anytext_targets
 
 from .base import (DataError, Suite, dedupe_ids, load_json, prefixed, round_poly, routing_entry, scale_poly,
                    unmasked_change)
@@ -51,11 +62,54 @@ def json_files(data: str) -> list[tuple[str, str]]:
 
 
 def _targets(annotations, size) -> list[dict]:
-    """Target lines (valid, with text and a polygon) with polygons scaled from the 512 frame to ``size``
-    (read in the 512 frame, so the set of targets does not depend on the image size)."""
+    """Target lines (valid, with text and a polygon; the first 20, each cut to 20 characters) with polygons
+    scaled from the 512 frame to ``size`` (read in the 512 frame, so the targets do not depend on the size)."""
     words = anytext_words(annotations, FRAME, FRAME, Result())
+    texts = anytext_targets([w["text"] for w in words])
     sx, sy = size[0] / FRAME[0], size[1] / FRAME[1]
-    return [{"text": w["text"], "polygon": scale_poly(w["polygon"], sx, sy)} for w in words]
+    return [{"text": t, "polygon": scale_poly(w["polygon"], sx, sy)} for t, w in zip(texts, words)]
+
+
+@lru_cache(maxsize=1)
+def ppocr_keys() -> tuple[str, ...] | None:
+    """``ppocr_keys_v1.txt``'s characters, from the metadata of rapidocr's PP-OCRv4 recogniser; None without it."""
+    try:
+        import onnxruntime as ort
+        import rapidocr_onnxruntime
+    except ImportError:
+        return None
+    path = os.path.join(os.path.dirname(rapidocr_onnxruntime.__file__), "models", "ch_PP-OCRv4_rec_infer.onnx")
+    if not os.path.isfile(path):
+        return None
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    meta = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"]).get_modelmeta()
+    chars = meta.custom_metadata_map.get("character", "").splitlines()
+    return tuple(chars) or None
+
+
+def recogniser_dictionary(subset: str):
+    """The dictionary ``eval_dgocr.py`` maps a subset's lines to ids with (it picks by the JSON's path):
+    ``ppocr_keys_v1.txt`` for ``wukong``, ``en_dict.txt`` for ``laion``, ``ppocr_keys_v1.txt`` otherwise;
+    None when ``ppocr_keys_v1`` is needed and not available."""
+    if "wukong" not in subset and "laion" in subset:
+        return ANYTEXT_LATIN_DICT
+    return ppocr_keys()
+
+
+def line_scores(lines: list[dict], subsets: list[str]) -> tuple[dict, int]:
+    """Sentence accuracy, official NED (recogniser ids of each line's subset dictionary, eps 1e-5) and NED on
+    characters over ``lines`` (``reading`` / ``target``), and how many lines had no dictionary."""
+    readings, targets = [ln["reading"] for ln in lines], [ln["target"] for ln in lines]
+    chars = text_line_scores(readings, targets)
+    neds, missing = [], 0
+    for r, t, sub in zip(readings, targets, subsets):
+        charset = recogniser_dictionary(sub)
+        missing += charset is None
+        neds.append(text_line_scores([r], [t], ANYTEXT_EPS, charset)["ned"])
+    ned = sum(neds) / len(neds) if neds else 0.0
+    return {"sentence_accuracy": chars["sentence_accuracy"], "ned": ned, "ned_chars": chars["ned"],
+            "num_lines": chars["num_lines"]}, missing
 
 
 class AnyTextSuite(Suite):
@@ -137,14 +191,18 @@ class AnyTextSuite(Suite):
     def score(self, records, opts):
         metrics, other = {}, {"samples": len(records)}
         for key, name in (("generate", "generation"), ("edit", "editing")):
-            rs = [r[key] for r in records if key in r]
+            rs = [r for r in records if key in r]
             if not rs:
                 continue
-            lines = [ln for r in rs for ln in r["lines"]]
-            d = text_line_scores([ln["reading"] for ln in lines], [ln["target"] for ln in lines])
-            metrics.update(prefixed(name, d, ("sentence_accuracy", "ned")))
+            lines = [ln for r in rs for ln in r[key]["lines"]]
+            subsets = [r.get("subset", "") for r in rs for _ in r[key]["lines"]]
+            d, missing = line_scores(lines, subsets)
+            metrics.update(prefixed(name, d, ("sentence_accuracy", "ned", "ned_chars")))
             other[f"{name}.lines"] = d["num_lines"]
             other[f"{name}.images"] = len(rs)
+            if missing:
+                other[f"{name}.ned_lines_without_dictionary"] = missing
+            rs = [r[key] for r in rs]
             if key == "edit":
                 metrics["editing.unmasked_preserved"] = sum(r["unmasked_preserved"] for r in rs) / len(rs)
                 other["editing.unmasked_max_abs_diff"] = max(r["unmasked_max_abs_diff"] for r in rs)

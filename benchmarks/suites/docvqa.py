@@ -12,8 +12,12 @@ Schema (RRC release)::
 Images: ``image`` is relative to the JSON's folder (DocVQA ships ``documents/`` beside it); InfographicVQA's
 ``image_local_name`` is looked up in ``--images``, ``<json dir>/infographicsvqa_images``,
 ``<json dir>/images`` and the JSON's folder. Test-split records without ``answers`` are dropped (a note).
-Metrics: ANLS (tau 0.5, the paper formula; ``textharmony.metrics.anls``) and the release-compatible
-``compat_anls``; per-question scores are in the predictions.
+Metrics: ``anls`` (the headline) is the evaluation server's rule, the RRC DocVQA / InfographicVQA script that
+published numbers come from (``textharmony.metrics.anls(..., rrc_script=True)``: a candidate scoring exactly
+tau = 0.5 is kept, and NL divides by the length of the raw, un-normalised strings: ``1`` vs ``10`` scores 0.5,
+``"ab  "`` vs ``abc`` 0.75); ``anls_paper`` is the paper formula (NL < 0.5, normalised lengths: 0 and 0.667
+there), a secondary figure; ``compat_anls`` is the release-compatible one. Per-question scores (server
+rule) are in the predictions.
 """
 from __future__ import annotations
 
@@ -61,12 +65,14 @@ class DocVQASuite(Suite):
     def predict(self, ctx, batch):
         return answer_questions(ctx, batch, lambda s, a: {
             "id": s["id"], "image": s["image_name"], "question": s["question"], "answers": s["answers"],
-            "prediction": a, "anls": anls_score(a, s["answers"])})
+            "prediction": a, "anls": anls_score(a, s["answers"], rrc_script=True)})
 
     def score(self, records, opts):
+        """Headline ``anls``: the RRC server rule; ``anls_paper``: the paper formula; ``compat_anls``."""
         preds = [r["prediction"] for r in records]
         refs = [r["answers"] for r in records]
-        return ({"anls": anls(preds, refs)["anls"], "compat_anls": compat_anls(preds, refs)["compat_anls"]},
+        return ({"anls": anls(preds, refs, rrc_script=True)["anls"], "anls_paper": anls(preds, refs)["anls"],
+                 "compat_anls": compat_anls(preds, refs)["compat_anls"]},
                 {"questions": len(records)})
 
 

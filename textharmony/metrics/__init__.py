@@ -11,9 +11,11 @@ module                 metrics
 ``vqa``                VQA accuracy with the standard answer processor (TextVQA, VQA v2)
 ``compat``             the reference release's own numbers (keys start with ``compat_``)
 ``ocrbench``           OCRBench substring accuracy with per-category breakdown
-``detection``          detection P/R/H-mean (ICDAR 2015 IoU protocol), spotting F1
+``detection``          detection P/R/H-mean (ICDAR 2015 IoU protocol, integer clockwise
+                       quads), spotting F1 (the end-to-end script's transcription match)
 ``recognition``        word accuracy, CER, NED
-``generation``         AnyText sentence accuracy / NED of OCR'd regions, the same from a
+``generation``         AnyText sentence accuracy / NED of OCR'd regions (official NED on
+                       recogniser ids with ``charset=``), the same from a
                        full-image OCR read (position-free), MARIO-Eval
 ``image``              FID and CLIPScore through torchmetrics (local weights only)
 =====================  ===============================================================
@@ -28,8 +30,17 @@ from typing import Any
 from ._common import MetricUnavailable
 from .anls import anls, anls_score
 from .compat import compat_accuracy, compat_anls, compat_ned
-from .detection import detection_metrics, polygon_iou, spotting_metrics, to_polygon
+from .detection import (
+    detection_metrics,
+    icdar_transcription_match,
+    official_quad,
+    polygon_iou,
+    spotting_metrics,
+    to_polygon,
+)
 from .generation import (
+    anytext_ned,
+    anytext_targets,
     crop_text_region,
     generation_ocr_full_image,
     generation_ocr_metrics,
@@ -48,6 +59,8 @@ __all__ = [
     "MetricUnavailable",
     "anls",
     "anls_score",
+    "anytext_ned",
+    "anytext_targets",
     "cer",
     "clip_score",
     "compat_accuracy",
@@ -59,6 +72,7 @@ __all__ = [
     "fid",
     "generation_ocr_full_image",
     "generation_ocr_metrics",
+    "icdar_transcription_match",
     "mario_eval",
     "mario_eval_images",
     "mario_keywords",
@@ -67,6 +81,7 @@ __all__ = [
     "normalize_vqa_answer",
     "ocrbench_match",
     "ocrbench_score",
+    "official_quad",
     "polygon_iou",
     "recognition_metrics",
     "spotting_metrics",

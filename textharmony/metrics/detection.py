@@ -19,15 +19,37 @@ each GT and detection used at most once. With non-overlapping GT regions the two
 except for pairs at exactly IoU = 0.5 (a detection cannot have IoU > 0.5 with two disjoint
 regions); with overlapping GT regions either can find more matches than the other.
 
+Geometry. The reference script reads integer quadrilaterals only (``x1,y1,...,x4,y4``, each an
+integer) and refuses a quadrilateral whose corners are not in clockwise order (image coordinates, y
+down: ``sum((x2 - x1) * (y2 + y1)) > 0`` over the edges, on the integer points, is refused).
+``geometry="icdar2015"`` (default) evaluates exactly such quads and converts anything else, counting
+every conversion in the result's ``"converted"`` (``det_*`` for detections, ``gt_*`` for GT):
+
+* ``to_quad``: a polygon with other than 4 points becomes its minimum-area rotated rectangle (a
+  repeated closing point is dropped first); ours, the script has no rule for it;
+* ``rounded``: non-integer coordinates are rounded to the nearest integer (``numpy.rint``);
+* ``reversed``: a counter-clockwise quad is given in the reverse (clockwise) order (same region);
+* ``repaired``: a self-intersecting quad is repaired as described below.
+
+``geometry="icdar2015-strict"`` raises ``ValueError`` where the script refuses the file (``to_quad``,
+``rounded``, ``reversed``; a self-intersecting quad is read by the script, and repaired and counted here);
+``geometry="polygon"`` takes float polygons with any number of points as they are (Total-Text
+style; only ``repaired`` is counted).
+
 Polygons are repaired instead of skipped: an invalid polygon is passed through
 ``shapely.make_valid``; when that splits it into parts of comparable size (e.g. a
 self-intersecting "bow-tie" quad whose corners are out of order, where ``buffer(0)`` would
 silently keep only one triangle) the convex hull of its points is used instead. (The
 reference script applies ``buffer(0)`` and drops polygons that are still invalid.)
 
-Spotting (end-to-end, ICDAR 2015 style): boxes are matched exactly as above; a matched pair
-is a true positive when the transcriptions are equal ignoring case (``str.casefold``). A box
-match with a wrong transcription still consumes both the GT and the detection (one-to-one),
+Spotting (end-to-end, ICDAR 2015 ``script.py`` of Challenge 4 Task 4, generic: no lexicon, no
+word-spotting filter): boxes are matched exactly as above; a matched pair is a true positive when
+the transcriptions match by the script's ``transcription_match`` on ``str.upper()`` of both
+(``text_match="icdar2015"``, default; :func:`icdar_transcription_match`): equal, or equal after
+dropping one of ``!?.:,*"()·[]/'`` at the start, at the end, or at both ends **of the ground
+truth** (``need!`` / ``(need)`` vs ``need`` match; ``need`` vs ``need!`` does not, nor ``((need``).
+``text_match="exact"``: equal after ``str.upper()``. ``case_sensitive=True`` skips the upper-casing.
+A box match with a wrong transcription still consumes both the GT and the detection (one-to-one),
 as in the ICDAR end-to-end script.
 
 Input formats (per image, lists):
@@ -46,14 +68,19 @@ from typing import Any
 
 import numpy as np
 from shapely import make_valid
-from shapely.geometry import Polygon
+from shapely.geometry import MultiPoint, Polygon
 
 from ._common import check_lengths
 
-__all__ = ["DONT_CARE", "detection_metrics", "polygon_iou", "spotting_metrics", "to_polygon"]
+__all__ = ["DONT_CARE", "ICDAR_SPECIAL_CHARACTERS", "detection_metrics", "icdar_transcription_match",
+           "official_quad", "polygon_iou", "spotting_metrics", "to_polygon"]
 
 DONT_CARE = "###"
+ICDAR_SPECIAL_CHARACTERS = "!?.:,*\"()·[]/'"   # script.py's SPECIAL_CHARACTERS
 _PROTOCOLS = ("greedy", "icdar2015")
+_GEOMETRIES = ("icdar2015", "icdar2015-strict", "polygon")
+_TEXT_MATCHES = ("icdar2015", "exact")
+_CONVERSIONS = ("to_quad", "rounded", "reversed", "repaired")
 
 
 def _points(poly) -> np.ndarray:
@@ -92,6 +119,69 @@ def to_polygon(poly) -> Polygon:
             return largest
     hull = p.convex_hull
     return hull if hull.geom_type == "Polygon" else Polygon()
+
+
+def _vertices(poly) -> np.ndarray:
+    """(N, 2) float points of any accepted polygon format (shapely polygons: the exterior ring)."""
+    if isinstance(poly, Polygon):
+        return np.asarray(poly.exterior.coords, dtype=np.float64)[:-1].reshape(-1, 2)
+    return _points(poly)
+
+
+def _edge_sum(pts: np.ndarray) -> float:
+    """``sum((x2 - x1) * (y2 + y1))`` over the edges: > 0 for a counter-clockwise ring (y down)."""
+    nxt = np.roll(pts, -1, axis=0)
+    return float(((nxt[:, 0] - pts[:, 0]) * (nxt[:, 1] + pts[:, 1])).sum())
+
+
+def _is_counter_clockwise(quad: np.ndarray) -> bool:
+    """The script's ``validate_clockwise_points`` test, on the integer points (``int()`` of each)."""
+    return _edge_sum(np.trunc(quad)) > 0
+
+
+def _min_rect(pts: np.ndarray) -> np.ndarray:
+    """Minimum-area rotated rectangle of the points as 4 clockwise corners (a degenerate one as its
+    bounding box)."""
+    rect = MultiPoint([tuple(p) for p in pts]).minimum_rotated_rectangle
+    if rect.geom_type != "Polygon":
+        (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
+        return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+    quad = np.asarray(rect.exterior.coords, dtype=np.float64)[:4]
+    return quad[[0, 3, 2, 1]] if _edge_sum(quad) > 0 else quad
+
+
+def official_quad(poly) -> tuple[np.ndarray, list[str]]:
+    """The integer clockwise quadrilateral the ICDAR 2015 script would take for ``poly``, and the
+    conversions that made it (a subset of ``to_quad``, ``rounded``, ``reversed``, ``repaired``; empty for
+    an integer clockwise quad). See the module docstring."""
+    pts = _vertices(poly)
+    changes = []
+    if len(pts) > 4 and np.array_equal(pts[0], pts[-1]):
+        pts = pts[:-1]
+    if len(pts) != 4:
+        pts, changes = _min_rect(pts), ["to_quad"]
+    if not np.array_equal(pts, np.rint(pts)):
+        pts = np.rint(pts)
+        changes.append("rounded")
+    if _is_counter_clockwise(pts):
+        pts = pts[[0, 3, 2, 1]]
+        changes.append("reversed")
+    if not Polygon(pts).is_valid:
+        changes.append("repaired")
+    return pts, changes
+
+
+def _shape(poly, geometry: str, what: str) -> tuple[Polygon, list[str]]:
+    """The shapely polygon evaluated for ``poly`` under ``geometry`` and the conversions applied."""
+    if geometry == "polygon":
+        raw = poly if isinstance(poly, Polygon) else Polygon(_points(poly))
+        return to_polygon(raw), ([] if raw.is_valid else ["repaired"])
+    quad, changes = official_quad(poly)
+    refused = [c for c in changes if c != "repaired"]     # the script reads a self-intersecting quad
+    if refused and geometry == "icdar2015-strict":
+        raise ValueError(f"{what}: not an integer clockwise quad ({', '.join(refused)} needed); "
+                         f"the ICDAR 2015 script refuses it (geometry='icdar2015' converts)")
+    return to_polygon(quad), changes
 
 
 def polygon_iou(a, b) -> float:
@@ -149,11 +239,23 @@ def _match(iou: np.ndarray, gt_ok: list[bool], det_ok: list[bool], thr: float, p
     return pairs
 
 
-def _evaluate_image(gt_items, det_items, iou_threshold, area_precision_threshold, protocol):
+def _shapes(items, geometry: str, what: str) -> tuple[list[Polygon], dict[int, list[str]]]:
+    """Shapely polygons of one image's items and ``{index: conversions}`` for those converted."""
+    polys, converted = [], {}
+    for k, poly in enumerate(items):
+        shape, changes = _shape(poly, geometry, f"{what} {k}")
+        polys.append(shape)
+        if changes:
+            converted[k] = changes
+    return polys, converted
+
+
+def _evaluate_image(gt_items, det_items, iou_threshold, area_precision_threshold, protocol,
+                    geometry="icdar2015", image=0):
     gts = [_parse_gt(x) for x in gt_items]
     dets = [_parse_det(x) for x in det_items]
-    gt_polys = [to_polygon(p) for p, _, _ in gts]
-    det_polys = [to_polygon(p) for p, _ in dets]
+    gt_polys, gt_conv = _shapes([p for p, _, _ in gts], geometry, f"image {image} GT item")
+    det_polys, det_conv = _shapes([p for p, _ in dets], geometry, f"image {image} detection")
     gt_care = [not ign for _, _, ign in gts]
     dont_care = [p for p, c in zip(gt_polys, gt_care) if not c]
     det_care = []
@@ -179,7 +281,21 @@ def _evaluate_image(gt_items, det_items, iou_threshold, area_precision_threshold
         "det_dont_care": [j for j, c in enumerate(det_care) if not c],
         "gt_texts": [t for _, t, _ in gts],
         "det_texts": [t for _, t in dets],
+        "gt_converted": gt_conv,
+        "det_converted": det_conv,
     }
+
+
+def _count_conversions(total: dict, r: dict) -> None:
+    """Add one image's conversions to the ``{"det_rounded": n, ...}`` totals."""
+    for side in ("det", "gt"):
+        for changes in r[f"{side}_converted"].values():
+            for c in changes:
+                total[f"{side}_{c}"] += 1
+
+
+def _new_conversions() -> dict:
+    return {f"{side}_{c}": 0 for side in ("det", "gt") for c in _CONVERSIONS}
 
 
 def _prf(tp: int, n_gt: int, n_det: int) -> tuple[float, float, float]:
@@ -199,14 +315,17 @@ def _image_prf(tp: int, n_gt: int, n_det: int) -> tuple[float, float, float]:
     return precision, recall, hmean
 
 
-def _check_protocol(protocol: str) -> None:
+def _check_protocol(protocol: str, geometry: str = "icdar2015") -> None:
     if protocol not in _PROTOCOLS:
         raise ValueError(f"protocol must be one of {_PROTOCOLS}, got {protocol!r}")
+    if geometry not in _GEOMETRIES:
+        raise ValueError(f"geometry must be one of {_GEOMETRIES}, got {geometry!r}")
 
 
 def detection_metrics(predictions: Sequence[Sequence], references: Sequence[Sequence],
                       iou_threshold: float = 0.5, area_precision_threshold: float = 0.5,
-                      protocol: str = "icdar2015", return_per_image: bool = False) -> dict:
+                      protocol: str = "icdar2015", return_per_image: bool = False,
+                      geometry: str = "icdar2015") -> dict:
     """Detection precision / recall / H-mean at IoU 0.5 (corpus level, ICDAR 2015 protocol).
 
     Args:
@@ -217,17 +336,24 @@ def detection_metrics(predictions: Sequence[Sequence], references: Sequence[Sequ
             this fraction of its own area is ignored.
         protocol: "icdar2015" (literal script: index order, IoU > thr) or "greedy"
             (IoU-descending one-to-one, IoU >= thr).
-        return_per_image: add ``"per_image"`` (ICDAR per-sample P/R/H and matched pairs).
+        return_per_image: add ``"per_image"`` (ICDAR per-sample P/R/H, matched pairs and the
+            ``det_converted`` / ``gt_converted`` ``{index: [conversions]}``).
+        geometry: "icdar2015" (integer clockwise quads, others converted and counted),
+            "icdar2015-strict" (``ValueError`` on anything the script refuses) or "polygon"
+            (float polygons with any number of points, as given); see the module docstring.
 
     Returns:
-        ``{"precision", "recall", "hmean", "matched", "num_gt_care", "num_det_care", "num_images"}``.
+        ``{"precision", "recall", "hmean", "matched", "num_gt_care", "num_det_care", "num_images",
+        "converted"}``; ``converted`` counts the conversions: ``{"det_to_quad", "det_rounded",
+        "det_reversed", "det_repaired", "gt_to_quad", ...}``.
     """
-    _check_protocol(protocol)
+    _check_protocol(protocol, geometry)
     check_lengths(predictions, references, "detection_metrics")
     matched = n_gt = n_det = 0
-    per_image = []
-    for dets, gts in zip(predictions, references):
-        r = _evaluate_image(gts, dets, iou_threshold, area_precision_threshold, protocol)
+    per_image, converted = [], _new_conversions()
+    for i, (dets, gts) in enumerate(zip(predictions, references)):
+        r = _evaluate_image(gts, dets, iou_threshold, area_precision_threshold, protocol, geometry, i)
+        _count_conversions(converted, r)
         tp = len(r["pairs"])
         matched += tp
         n_gt += r["gt_care"]
@@ -237,39 +363,70 @@ def detection_metrics(predictions: Sequence[Sequence], references: Sequence[Sequ
             per_image.append({"precision": p, "recall": rc, "hmean": h, "matched": tp,
                               "gt_care": r["gt_care"], "det_care": r["det_care"],
                               "pairs": [(g, d) for g, d, _ in r["pairs"]],
-                              "det_dont_care": r["det_dont_care"]})
+                              "det_dont_care": r["det_dont_care"],
+                              "det_converted": r["det_converted"], "gt_converted": r["gt_converted"]})
     p, rc, h = _prf(matched, n_gt, n_det)
     out = {"precision": p, "recall": rc, "hmean": h, "matched": matched,
-           "num_gt_care": n_gt, "num_det_care": n_det, "num_images": len(predictions)}
+           "num_gt_care": n_gt, "num_det_care": n_det, "num_images": len(predictions),
+           "converted": converted}
     if return_per_image:
         out["per_image"] = per_image
     return out
 
 
+def icdar_transcription_match(gt: str, det: str, special: str = ICDAR_SPECIAL_CHARACTERS,
+                              case_sensitive: bool = False) -> bool:
+    """ICDAR 2015 end-to-end ``transcription_match`` (``ONLY_REMOVE_FIRST_LAST_CHARACTER``) on the
+    upper-cased strings: equal, or equal once one special character is dropped from the start, the end,
+    or both ends of the ground truth ``gt`` (never from ``det``). An empty GT matches only an empty
+    detection (the script would fail on it)."""
+    if not case_sensitive:
+        gt, det = gt.upper(), det.upper()
+    if gt == det:
+        return True
+    if not gt:
+        return False
+    first, last = gt[0] in special, gt[-1] in special
+    return ((first and gt[1:] == det) or (last and gt[:-1] == det)
+            or (first and last and gt[1:-1] == det))
+
+
+def _text_matcher(text_match: str, case_sensitive: bool):
+    """The (gt, det) -> bool rule of ``text_match``."""
+    if text_match not in _TEXT_MATCHES:
+        raise ValueError(f"text_match must be one of {_TEXT_MATCHES}, got {text_match!r}")
+    if text_match == "icdar2015":
+        return lambda g, d: icdar_transcription_match(g, d, case_sensitive=case_sensitive)
+    return lambda g, d: g == d if case_sensitive else g.upper() == d.upper()
+
+
 def spotting_metrics(predictions: Sequence[Sequence], references: Sequence[Sequence],
                      iou_threshold: float = 0.5, area_precision_threshold: float = 0.5,
                      case_sensitive: bool = False, protocol: str = "icdar2015",
-                     return_per_image: bool = False) -> dict:
-    """End-to-end text spotting precision / recall / F1.
+                     return_per_image: bool = False, geometry: str = "icdar2015",
+                     text_match: str = "icdar2015") -> dict:
+    """End-to-end text spotting precision / recall / F1 (ICDAR 2015 end-to-end script, generic).
 
     A detection is a true positive when it is box-matched (as in :func:`detection_metrics`)
-    to a cared-for GT region **and** its transcription equals the GT's (case-insensitive by
-    default). Detections and GT items must carry text: ``(polygon, text)`` tuples or dicts.
+    to a cared-for GT region **and** its transcription matches the GT's:
+    ``text_match="icdar2015"`` (default) is the script's rule (:func:`icdar_transcription_match`:
+    upper-cased, one special character may be dropped from each end of the GT); ``"exact"`` is
+    equality of the upper-cased strings. ``case_sensitive=True`` compares without upper-casing.
+    Detections and GT items must carry text: ``(polygon, text)`` tuples or dicts.
+    ``geometry``: as in :func:`detection_metrics`.
 
     Returns:
         ``{"precision", "recall", "f1", "correct", "num_gt_care", "num_det_care", "num_images",
-        "det_precision", "det_recall", "det_hmean"}`` (the ``det_*`` keys ignore the text).
+        "det_precision", "det_recall", "det_hmean", "converted"}`` (the ``det_*`` keys ignore the text).
     """
-    _check_protocol(protocol)
+    _check_protocol(protocol, geometry)
     check_lengths(predictions, references, "spotting_metrics")
-
-    def same(a: str, b: str) -> bool:
-        return a == b if case_sensitive else a.casefold() == b.casefold()
-
+    same = _text_matcher(text_match, case_sensitive)
     correct = boxes = n_gt = n_det = 0
-    per_image = []
-    for dets, gts in zip(predictions, references):
-        r = _evaluate_image(gts, dets, iou_threshold, area_precision_threshold, protocol)
+    per_image, converted = [], _new_conversions()
+    for i, (dets, gts) in enumerate(zip(predictions, references)):
+        r = _evaluate_image(gts, dets, iou_threshold, area_precision_threshold, protocol, geometry, i)
+        _count_conversions(converted, r)
         ok = [(g, d) for g, d, _ in r["pairs"] if same(r["gt_texts"][g], r["det_texts"][d])]
         correct += len(ok)
         boxes += len(r["pairs"])
@@ -279,12 +436,13 @@ def spotting_metrics(predictions: Sequence[Sequence], references: Sequence[Seque
             p, rc, h = _image_prf(len(ok), r["gt_care"], r["det_care"])
             per_image.append({"precision": p, "recall": rc, "f1": h, "correct": len(ok),
                               "gt_care": r["gt_care"], "det_care": r["det_care"], "correct_pairs": ok,
-                              "box_pairs": [(g, d) for g, d, _ in r["pairs"]]})
+                              "box_pairs": [(g, d) for g, d, _ in r["pairs"]],
+                              "det_converted": r["det_converted"], "gt_converted": r["gt_converted"]})
     p, rc, f = _prf(correct, n_gt, n_det)
     dp, dr, dh = _prf(boxes, n_gt, n_det)
     out = {"precision": p, "recall": rc, "f1": f, "correct": correct, "num_gt_care": n_gt,
            "num_det_care": n_det, "num_images": len(predictions),
-           "det_precision": dp, "det_recall": dr, "det_hmean": dh}
+           "det_precision": dp, "det_recall": dr, "det_hmean": dh, "converted": converted}
     if return_per_image:
         out["per_image"] = per_image
     return out

@@ -13,6 +13,17 @@ of all images
 * NED = mean of 1 - Levenshtein(reading, target) / max(len) (AnyText adds 1e-5 to the
   denominator; ``eps`` reproduces that, default 0).
 
+**Official NED** (``text_line_scores(..., charset=...)``, :func:`anytext_ned`). ``eval_dgocr.py`` does not
+compare characters: both strings become *recogniser ids* through ``TextRecognizer.char2id`` built from a
+dictionary file (``chars = ['sos'] + dictionary + [' ']``), every character outside the dictionary gets
+the id of ``' '`` (``char2id.get(c, len(chars) - 1)``), and NED = 1 - Levenshtein(ids) / (max(len) + 1e-5).
+So ``A€B`` read for ``A B`` scores 1.0 there (``€`` and ``' '`` share an id), 0.667 on characters. The
+dictionary is ``en_dict.txt`` for ``laion_word`` (:data:`ANYTEXT_LATIN_DICT`: the 94 printable ASCII
+characters and the space) and ``ppocr_keys_v1.txt`` (6,623 characters) for ``wukong_word``. Targets are
+the first :data:`ANYTEXT_MAX_LINES` (20) lines of an image, each cut to :data:`ANYTEXT_MAX_CHARS` (20)
+characters (``anytext_singleGPU.get_item``; :func:`anytext_targets`). Sentence accuracy compares the raw
+strings in both.
+
 AnyText warps with a similarity transform fitted to the four corners; for the rectangle
 ``minAreaRect`` returns this is the same map as the perspective warp used here.
 
@@ -63,8 +74,10 @@ contiguous run of OCR words, equals it after whitespace normalisation. Positions
 from __future__ import annotations
 
 import re
+import string
 from collections import Counter
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +87,13 @@ from PIL import Image
 from ._common import check_lengths, edit_distance, mean
 
 __all__ = [
+    "ANYTEXT_EPS",
+    "ANYTEXT_LATIN_DICT",
+    "ANYTEXT_MAX_CHARS",
+    "ANYTEXT_MAX_LINES",
+    "anytext_ids",
+    "anytext_ned",
+    "anytext_targets",
     "crop_text_region",
     "generation_ocr_full_image",
     "generation_ocr_metrics",
@@ -88,6 +108,11 @@ __all__ = [
 ]
 
 _ROTATE_RATIO = 1.2  # AnyText pre_process: rotate when h > 1.2 * w
+ANYTEXT_EPS = 1e-5       # eval_dgocr.get_ld: 1 - d / (max(len) + 1e-5)
+ANYTEXT_MAX_CHARS = 20   # anytext_singleGPU.max_chars: each target line is cut to 20 characters
+ANYTEXT_MAX_LINES = 20   # anytext_singleGPU.max_lines: the first 20 lines of an image are targets
+# en_dict.txt (laion_word): digits, ASCII letters, ASCII punctuation and the space (95 lines, 97 classes)
+ANYTEXT_LATIN_DICT = string.digits + string.ascii_letters + string.punctuation + " "
 
 
 def _cv2():
@@ -161,13 +186,44 @@ def crop_text_region(image, region, rotate_tall: bool = True) -> Image.Image:
     return Image.fromarray(crop)
 
 
-def text_line_scores(readings: Sequence[str], targets: Sequence[str], eps: float = 0.0) -> dict:
+def anytext_targets(texts: Sequence[str], max_chars: int = ANYTEXT_MAX_CHARS,
+                    max_lines: int = ANYTEXT_MAX_LINES) -> list[str]:
+    """An image's target lines as AnyText evaluates them: the first ``max_lines``, each cut to ``max_chars``."""
+    return [str(t)[:max_chars] for t in list(texts)[:max_lines]]
+
+
+@lru_cache(maxsize=8)
+def _id_map(charset: str | tuple) -> tuple[dict, int]:
+    """``TextRecognizer.char2id`` of a dictionary (``['sos'] + charset + [' ']``) and the id of ``' '``."""
+    chars = ["sos", *charset, " "]
+    return {c: i for i, c in enumerate(chars)}, len(chars) - 1
+
+
+def anytext_ids(text: str, charset: str | Sequence[str]) -> list[int]:
+    """Recogniser ids of ``text`` (AnyText ``eval_dgocr.py``): a dictionary character -> its id, any other
+    character -> the id of ``' '``. ``charset``: the dictionary's characters, in file order."""
+    key = charset if isinstance(charset, str) else tuple(charset)
+    ids, space = _id_map(key)
+    return [ids.get(c, space) for c in str(text)]
+
+
+def anytext_ned(reading: str, target: str, charset: str | Sequence[str], eps: float = ANYTEXT_EPS) -> float:
+    """AnyText's official line NED: 1 - Levenshtein(ids) / (max(len) + eps) on :func:`anytext_ids`."""
+    a, b = anytext_ids(reading, charset), anytext_ids(target, charset)
+    denom = max(len(a), len(b)) + eps
+    return 1.0 if denom == 0 else 1.0 - edit_distance(a, b) / denom
+
+
+def text_line_scores(readings: Sequence[str], targets: Sequence[str], eps: float = 0.0,
+                     charset: str | Sequence[str] | None = None) -> dict:
     """AnyText sentence accuracy and NED from OCR readings of text lines.
 
     Args:
         readings: OCR text per line.
         targets: target text per line.
         eps: added to ``max(len)`` in the NED denominator (AnyText uses 1e-5).
+        charset: the recogniser dictionary; given, NED is AnyText's official one on recogniser ids
+            (:func:`anytext_ned`, out-of-dictionary characters = ``' '``); ``None``: on characters.
 
     Returns:
         ``{"sentence_accuracy", "ned", "num_lines"}``.
@@ -177,7 +233,7 @@ def text_line_scores(readings: Sequence[str], targets: Sequence[str], eps: float
     for r, t in zip(readings, targets):
         r, t = str(r), str(t)
         accs.append(float(r == t))
-        neds.append(_line_ned(r, t, eps))
+        neds.append(_line_ned(r, t, eps) if charset is None else anytext_ned(r, t, charset, eps))
     return {"sentence_accuracy": mean(accs), "ned": mean(neds), "num_lines": len(accs)}
 
 
