@@ -29,14 +29,45 @@ class VisionConfig:
     arch: dict = field(default_factory=dict)   # e.g. {model_type: clip_vision_model, hidden_size: 64, ...}
     feature_layer: int = -2                     # hidden_states index (LLaVA uses the penultimate layer)
     drop_cls: bool = True                       # drop the CLS token when the tower has one
-    image_size: int = 224                       # ViT input resolution
+    image_size: int = 224                       # ViT input side (the width W when image_height is set)
+    image_height: int = 0                       # >0: non-square H x W input (W = image_size), e.g. 32 x 128
+    resize: str = "square"                      # square: stretch to the input | letterbox: keep aspect, pad
+    normalize: str = "dataset"                  # dataset: image_mean/std only | per_image: + standardise each image
+    # conv stem in front of the transformer (hybrid ViT): {channels: [c1, ..], strides: [[sh, sw], ..]};
+    # the last channel count is the transformer's num_channels, its patch_size then usually 1
+    stem: dict = field(default_factory=dict)
+    merge_rows: int = 1                         # concatenate this many vertically adjacent tokens (text columns)
+    ctc_weight: float = 0.0                     # >0: auxiliary CTC loss of a linear head on the visual tokens
     image_mean: list = field(default_factory=lambda: [0.48145466, 0.4578275, 0.40821073])
     image_std: list = field(default_factory=lambda: [0.26862954, 0.26130258, 0.27577711])
+
+    def __post_init__(self):
+        if self.resize not in ("square", "letterbox"):
+            raise ConfigError(f"config key 'vision.resize' must be 'square' or 'letterbox', got {self.resize!r}")
+        if self.normalize not in ("dataset", "per_image"):
+            raise ConfigError(f"config key 'vision.normalize' must be 'dataset' or 'per_image', got "
+                              f"{self.normalize!r}")
+        if self.image_size < 1 or self.image_height < 0 or self.merge_rows < 1 or self.ctc_weight < 0:
+            raise ConfigError("config keys 'vision.image_size' (>= 1), 'vision.image_height' (>= 0), "
+                              "'vision.merge_rows' (>= 1) and 'vision.ctc_weight' (>= 0) are out of range")
+        if self.stem:
+            bad = set(self.stem) - {"channels", "strides"}
+            ch, st = self.stem.get("channels"), self.stem.get("strides")
+            if bad or not isinstance(ch, list) or not isinstance(st, list) or len(ch) != len(st) or not ch:
+                raise ConfigError("config key 'vision.stem' must be {channels: [c1, ...], strides: [[sh, sw], ...]} "
+                                  "with one stride per channel count")
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        """(H, W) of the ViT input."""
+        return (self.image_height or self.image_size, self.image_size)
 
 
 @dataclass
 class ConnectorConfig:
     type: str = "mlp2x_gelu"                    # mlp2x_gelu | resampler
+    norm: bool = False                          # LayerNorm on the ViT features first (towers whose chosen
+                                                # feature layer is un-normalised, e.g. a ViT's last hidden state)
     num_queries: int = 64                       # resampler only: visual tokens per image
     depth: int = 2                              # resampler only
     heads: int = 8                              # resampler only
@@ -177,14 +208,28 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
 
 
 def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
-    """``["a.b=3", "c=[1,2]"]`` -> ``[("a.b", 3), ("c", [1, 2])]`` (values parsed as YAML)."""
+    """``["a.b=3", "c=[1,2]"]`` -> ``[("a.b", 3), ("c", [1, 2])]`` (values parsed as YAML).
+
+    YAML 1.1 reads ``1e-4``, ``3E5`` or ``1.0e4`` (no dot, or an unsigned exponent) as strings; here any
+    unquoted scalar that is a Python float literal with an exponent is a float (also inside ``[...]`` /
+    ``{...}``). Quote it (``name='1e-4'``) to keep a string."""
+    import re
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    _Loader.add_implicit_resolver(          # after SafeLoader's own: ints, 1.1 floats, dates win first
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9](?:_?[0-9])*(?:\.(?:[0-9](?:_?[0-9])*)?)?|\.[0-9](?:_?[0-9])*)"
+                   r"[eE][-+]?[0-9](?:_?[0-9])*$"),
+        list("-+0123456789."))
     out = []
     for item in items:
         if "=" not in item:
             raise ConfigError(f"override '{item}' must look like key.path=value")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
+            value = yaml.load(raw, Loader=_Loader) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
         out.append((key.strip(), value))

@@ -70,7 +70,7 @@ def _common_options() -> argparse.ArgumentParser:
     g = p.add_argument_group("model and output")
     g.add_argument("--model", default=S, metavar="DIR",
                    help="a save_pretrained directory, or a model .yaml (random weights); default: the embedded "
-                        "tiny model (textharmony/assets/tiny), else the tiny preset (untrained)")
+                        "model (textharmony/assets/embedded, the trained word reader)")
     g.add_argument("--device", default=S, help="auto | cpu | cuda | cuda:N (default auto)")
     g.add_argument("--dtype", default=S, choices=["auto", "float32", "bfloat16", "float16"],
                    help="auto: bfloat16 on CUDA when supported, else float32")
@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "tasks.jsonl --output results.jsonl (see docs/infer.md).")
     ap.add_argument("--input", help=argparse.SUPPRESS)
     ap.add_argument("--output", help=argparse.SUPPRESS)
+    ap.add_argument("--allow-outside-output", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = ap.add_subparsers(dest="task", metavar="TASK", parser_class=_Parser)
     mk = lambda name, h: sub.add_parser(name, parents=[common], help=h, description=h)
 
@@ -165,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, metavar="TASKS.jsonl")
     p.add_argument("--output", required=True, metavar="RESULTS.jsonl")
     p.add_argument("--task", dest="default_task", choices=TASKS, help="task of records without a 'task' field")
+    p.add_argument("--allow-outside-output", action="store_true", default=argparse.SUPPRESS,
+                   help="let a record's 'out' be an absolute path or leave the results folder (the folder of "
+                        "--output) with '..'; without it such a record fails with an error")
     return ap
 
 
@@ -241,8 +245,25 @@ def _out_paths(out: str | None, n: int, default_dir: str, stem: str) -> list[str
     return [os.path.join(d, f"{stem}.png")] if n == 1 else [os.path.join(d, f"{stem}-{i}.png") for i in range(n)]
 
 
-def prepare(req: dict, base: str | None = None, out_dir: str = DEFAULT_OUT_DIR, stem: str | None = None) -> dict:
+def _confined_out(out, root: str, allow_outside: bool) -> str:
+    """A batch record's ``out``, relative to the results folder ``root``; it must stay inside ``root`` (symlinks
+    resolved) unless ``allow_outside``."""
+    if not isinstance(out, str):
+        raise InputError(f"'out' must be a path string, got {type(out).__name__} {out!r}")
+    path = os.path.normpath(os.path.join(root, os.path.expanduser(out)))   # the path written (lexical ..)
+    if not allow_outside:
+        real_root, real = os.path.realpath(root), os.path.realpath(path)
+        if os.path.commonpath([real_root, real]) != real_root:
+            raise InputError(f"'out' {out!r} is outside the results folder '{root}'; give a path inside it "
+                             f"(relative to the folder of --output) or pass --allow-outside-output")
+    return path
+
+
+def prepare(req: dict, base: str | None = None, out_dir: str = DEFAULT_OUT_DIR, stem: str | None = None,
+            out_root: str | None = None, allow_outside: bool = False) -> dict:
     """Validate a request and load its files (images, mask); raises InputError with a one-line message.
+    ``out_root`` (batch mode: the results folder): the request's ``out`` is relative to it and must stay
+    inside it unless ``allow_outside``; None: ``out`` is relative to ``base`` and may go anywhere.
 
     Returns the request with loaded objects under ``_``-prefixed keys."""
     if not isinstance(req, dict):
@@ -295,12 +316,15 @@ def prepare(req: dict, base: str | None = None, out_dir: str = DEFAULT_OUT_DIR, 
         if req.get("seed") is not None:
             check_int("seed", req["seed"], 0, 2 ** 63 - 1)
     stem = stem or task
+    out = None
+    if req.get("out"):
+        out = (_resolve(req["out"], base) if out_root is None
+               else _confined_out(req["out"], out_root, allow_outside))
     if task in ("generate", "edit"):
         n = check_int("num_images", req.get("num_images", 1), 1, 64)
-        out = _resolve(req["out"], base) if req.get("out") else None
         p["_out"] = _out_paths(out, n, out_dir, stem)
-    elif req.get("out"):
-        p["_out"] = [_resolve(req["out"], base)]
+    elif out:
+        p["_out"] = [out]
     return p
 
 
@@ -510,6 +534,8 @@ def run_batch(args, pipeline=None) -> int:
     records = _read_jsonl(args.input)
     base = os.path.dirname(os.path.abspath(args.input))
     out_path = os.path.abspath(args.output)
+    results_dir = os.path.dirname(out_path)
+    allow_outside = bool(getattr(args, "allow_outside_output", False))
     img_dir = os.path.splitext(out_path)[0] + "_images"
     prepared: list[dict | None] = []
     results: list[dict | None] = []
@@ -528,7 +554,7 @@ def run_batch(args, pipeline=None) -> int:
             head["task"] = rec.get("task")
             rid = _SAFE.sub("_", str(rec["id"]))[:80] if "id" in rec else None
             stem = f"{n:05d}-{rid or rec.get('task')}"
-            prepared.append(prepare(rec, base, img_dir, stem))
+            prepared.append(prepare(rec, base, img_dir, stem, out_root=results_dir, allow_outside=allow_outside))
             results.append(head)
         except InputError as e:
             prepared.append(None)

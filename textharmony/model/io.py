@@ -5,7 +5,7 @@ Layout (each part readable by its own library):
   vision/                        transformers vision model          (AutoModel.from_pretrained)
   llm/                           base causal LM + tokenizer          (AutoModelForCausalLM / AutoTokenizer)
   unet/  vae/  scheduler/        diffusers parts                     (UNet2DConditionModel.from_pretrained(dir/"unet"))
-  textharmony.safetensors        connector, mapper, image queries, null context
+  textharmony.safetensors        connector, mapper, image queries, null context (+ conv stem, CTC head)
   slide_lora/                    Slide-LoRA adapters + gate (only when enabled)
 The directory is written to a temporary sibling and renamed into place, so a crash never leaves a
 half-written model under the final name.
@@ -25,7 +25,7 @@ from ..config import ModelConfig, from_dict, to_dict
 
 CONFIG_NAME = "textharmony_config.yaml"
 WEIGHTS_NAME = "textharmony.safetensors"
-_OWN = ("connector.", "mapper.", "image_queries", "null_context")
+_OWN = ("connector.", "mapper.", "image_queries", "null_context", "vision.stem.", "ctc_head.")
 
 
 class IncompleteModelError(FileNotFoundError):
@@ -37,7 +37,18 @@ def _own_state(model) -> dict[str, torch.Tensor]:
 
 
 def save_model(model, directory: str) -> None:
+    """Write ``model`` to ``directory``, replacing it only when it is a previous TextHarmony export (it holds
+    ``textharmony_config.yaml``) or an empty directory; anything else there is refused (FileExistsError, one
+    line), before anything is written."""
     directory = os.path.abspath(directory)
+    if os.path.lexists(directory):
+        if not os.path.isdir(directory):
+            raise FileExistsError(f"save_pretrained: '{directory}' exists and is not a directory; refusing to "
+                                  f"replace it: choose another directory or remove it first")
+        if os.listdir(directory) and not os.path.isfile(os.path.join(directory, CONFIG_NAME)):
+            raise FileExistsError(f"save_pretrained: '{directory}' exists and is not a TextHarmony model directory "
+                                  f"(no {CONFIG_NAME}); refusing to replace it: choose another directory or "
+                                  f"move its contents away first")
     parent = os.path.dirname(directory)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
