@@ -4,8 +4,8 @@
         [--ocr-engine rapidocr|tesseract] [--steps N] [--batch-size N] [--tasks a,b] [--max-new-tokens N]
 
 ``--model``: a ``save_pretrained`` directory, a model ``.yaml`` (random weights), ``tiny`` (the untrained tiny
-preset, ``configs/model/tiny.yaml``, seed 0) or ``embedded`` (the package's embedded demo model, else the
-tiny preset). ``--override key=value`` (repeatable) edits the config of ``tiny`` / a ``.yaml``.
+preset, ``configs/model/tiny.yaml``, seed 0) or ``embedded`` (the package's embedded model,
+``textharmony/assets/embedded``). ``--override key=value`` (repeatable) edits the config of ``tiny`` / a ``.yaml``.
 ``ocr:tesseract`` / ``ocr:rapidocr``: an OCR engine as the baseline model (``benchmarks/ocr_baseline.py``); it
 answers recognize / detect / spot only, so it runs synthetic-heldout (those tasks; the others are skipped with a
 note), icdar2015 and totaltext; asking it for another task or suite is exit status 2.
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--limit", type=int, default=None, help="only the first N samples (smoke runs)")
     ap.add_argument("--tasks", help="comma list of a suite's sub-tasks (anytext: generate,edit; "
                                     "synthetic-heldout: recognize,detect,spot,vqa,generate,edit; icdar: detect,spot)")
-    ap.add_argument("--subset", help="comma list of subsets (mario-eval, anytext)")
+    ap.add_argument("--subset", help="comma list of subsets (mario-eval, anytext, words-heldout)")
     ap.add_argument("--ocr-engine", default="rapidocr", choices=["rapidocr", "tesseract"],
                     help="independent OCR judge of generated / edited images")
     ap.add_argument("--steps", type=int, default=None, help="diffusion steps (default: the model's)")

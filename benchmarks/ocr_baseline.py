@@ -66,6 +66,9 @@ def folder_name(model: str) -> str:
 def _suite_langs(suite_name: str, opts) -> list[str]:
     if suite_name == "synthetic-heldout":
         return [x.strip() for x in (getattr(opts, "lang", None) or "en,zh").split(",") if x.strip()]
+    if suite_name == "words-heldout":
+        sub = getattr(opts, "subset", None) or ""
+        return ["zh"] if sub == "zh-font" else (["en"] if sub.startswith("en") and "zh" not in sub else ["en", "zh"])
     return ["en"]          # icdar2015, totaltext: English
 
 

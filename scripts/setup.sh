@@ -10,6 +10,16 @@ need_apt=()
 fc-list 2>/dev/null | grep -qi "zenhei\|noto sans cjk" || need_apt+=(fonts-wqy-zenhei)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
 command -v tesseract >/dev/null || need_apt+=(tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim)
+# the reader's font pool (48 Latin families, 4 CJK fonts) and its held-out families (Go, Caladea, Droid Sans
+# Fallback), and the English word list of the word-crop renderer (textharmony/data/fonts.py, wordcrops.py)
+FONT_PKGS=(fonts-liberation fonts-freefont-ttf fonts-crosextra-carlito fonts-crosextra-caladea fonts-cantarell
+  fonts-cabin fonts-comic-neue fonts-courier-prime fonts-dosis fonts-ebgaramond fonts-go fonts-inconsolata
+  fonts-lato fonts-open-sans fonts-roboto-unhinted fonts-urw-base35 fonts-linuxlibertine fonts-b612 fonts-hack
+  fonts-anonymous-pro fonts-noto-mono fonts-arphic-uming fonts-arphic-ukai fonts-wqy-microhei
+  fonts-droid-fallback fonts-quicksand fonts-oxygen fonts-jetbrains-mono wamerican)
+[ -f /usr/share/fonts/fonts-go/Go-Regular.ttf ] && [ -f /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf ] \
+  && [ -f /usr/share/fonts/truetype/jetbrains-mono/JetBrainsMono-Regular.ttf ] && [ -f /usr/share/dict/words ] \
+  || need_apt+=("${FONT_PKGS[@]}")
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "[setup] apt-get install ${need_apt[*]}"

@@ -173,7 +173,10 @@ def test_lazy_export_and_model_built_once(pipe):
     import textharmony
     from textharmony.pipeline import TextHarmonyPipeline
     assert textharmony.TextHarmonyPipeline is TextHarmonyPipeline
-    assert pipe.untrained and pipe.device.type == "cpu" and pipe.dtype == torch.float32
+    from textharmony.pipeline import EMBEDDED_MODEL
+    # the default is the shipped embedded model, never random weights
+    assert not pipe.untrained and pipe.source == EMBEDDED_MODEL
+    assert pipe.device.type == "cpu" and pipe.dtype == torch.float32
     sampler = pipe.model.decoder.sampler()
     pipe.generate("A", steps=1)
     assert pipe.model.decoder.sampler() is sampler          # the diffusion sampler is reused
@@ -215,6 +218,12 @@ def test_prompts_come_from_data_tasks_and_output_is_parsed_to_pixels(pipe, monke
     assert pipe.detect(img) == [{"polygon": w["polygon"]} for w in words]
     assert seen[-1] == "<image>\n" + tasks.PROMPTS[("detect", "en")][0]
     pipe.ocr(img, box=(20, 10, 120, 90))
+    assert pipe.reads_crops          # the embedded reader reads the box's own pixels
+    assert seen[-1] == "<image>\n" + tasks.PROMPTS[("recognize", "en")][0]
+    from textharmony.pipeline import TINY_CONFIG, TextHarmonyPipeline
+    square = TextHarmonyPipeline.from_pretrained(TINY_CONFIG, device="cpu", dtype="float32")
+    assert not square.reads_crops    # a square-input model gets the box in the prompt
+    square.ocr(img, box=(20, 10, 120, 90))
     assert seen[-1] == "<image>\n" + tasks.PROMPTS[("recognize_box", "en")][0].format(
         box=bbox_to_text((20, 10, 120, 90), 200, 100))
     pipe.caption(img, lang="zh")

@@ -48,7 +48,7 @@ from .sequence import IMAGE_TOKEN
 logger = logging.getLogger("textharmony")
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-EMBEDDED_MODEL = os.path.join(PACKAGE_DIR, "assets", "tiny")
+EMBEDDED_MODEL = os.path.join(PACKAGE_DIR, "assets", "embedded")
 TINY_CONFIG = os.path.join(os.path.dirname(PACKAGE_DIR), "configs", "model", "tiny.yaml")
 
 TEXT_TASKS = ("detect", "spot", "ocr", "vqa", "caption", "chat")
@@ -171,15 +171,19 @@ class TextHarmonyPipeline:
         self.batch_size = max(1, int(batch_size))
         self.source = source or "model"
         self.untrained = untrained
+        # models with a non-square, aspect-keeping input (the embedded reader: 32 x 128 letterboxed crops) read
+        # a box by cropping it; square-input models get the box in the prompt (the recognize_box template)
+        v = model.cfg.vision
+        self.reads_crops = v.resize == "letterbox" and v.image_height > 0
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | None = None, device: str | torch.device = "auto",
                         dtype: str | torch.dtype = "auto", batch_size: int = 8, seed: int = 0,
                         overrides: list[str] | None = None) -> TextHarmonyPipeline:
-        """Load a ``save_pretrained`` directory; ``None``: the embedded tiny model, or when it is not
-        there the tiny preset built from ``configs/model/tiny.yaml`` with ``seed`` (random weights,
-        a warning says so). A ``.yaml`` model config builds that config with random weights.
+        """Load a ``save_pretrained`` directory; ``None``: the embedded model (``textharmony/assets/embedded``,
+        the trained reader; a ConfigError when the install lacks it, never random weights). A ``.yaml``
+        model config builds that config with random weights (``seed``; a warning says so).
 
         Raises ``IncompleteModelError`` / ``ConfigError`` for a broken model, ``InputError`` for a
         bad device or dtype."""
@@ -188,21 +192,20 @@ class TextHarmonyPipeline:
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
         untrained = False
-        if path is None and os.path.isdir(EMBEDDED_MODEL):
+        if path is None:
+            if not os.path.isfile(os.path.join(EMBEDDED_MODEL, "textharmony_config.yaml")):
+                raise ConfigError(f"the embedded model is missing from this install ({EMBEDDED_MODEL}); "
+                                  f"reinstall textharmony, or give a model directory with --model")
             path = EMBEDDED_MODEL
-        if path is None or str(path).endswith((".yaml", ".yml")):
-            cfg_path = TINY_CONFIG if path is None else str(path)
-            if path is None and not os.path.isfile(cfg_path):
-                raise ConfigError(f"no embedded model ({EMBEDDED_MODEL}) and no tiny preset config ({cfg_path}); "
-                                  f"give a model directory with --model")
+        if str(path).endswith((".yaml", ".yml")):
+            cfg_path = str(path)
             cfg = load_model_config(cfg_path, overrides or [])
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 model = TextHarmonyModel.from_config(cfg)
-            source = f"{'tiny preset' if path is None else cfg_path} (random weights, seed {seed})"
+            source = f"{cfg_path} (random weights, seed {seed})"
             untrained = True
-            logger.warning("%s%s: untrained, its outputs are noise",
-                           "no embedded tiny model yet; using the " if path is None else "using ", source)
+            logger.warning("using %s: untrained, its outputs are noise", source)
         else:
             if overrides:
                 raise InputError("config overrides only apply when building from a .yaml config")
@@ -314,6 +317,11 @@ class TextHarmonyPipeline:
             else:  # ocr
                 box = boxes[i] if boxes is not None else None
                 if box is None:
+                    prompt = _image_prompt("recognize", lg)
+                elif self.reads_crops:     # a word-crop reader: read the box's own pixels
+                    b = parse_box(box, (w, h))
+                    x1, y1 = math.floor(b[0]), math.floor(b[1])
+                    img = img.crop((x1, y1, max(x1 + 1, math.ceil(b[2])), max(y1 + 1, math.ceil(b[3]))))
                     prompt = _image_prompt("recognize", lg)
                 else:
                     from .data.boxes import bbox_to_text

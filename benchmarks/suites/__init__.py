@@ -15,6 +15,7 @@ totaltext              Total-Text images + ``poly_gt_imgN.txt`` (``x: [[..]], y:
 mario-eval             MARIO-Eval ``<Subset>/<Subset>.txt`` prompts with 'quoted' keywords
 anytext                AnyText benchmark ``test1k.json`` (``data_root``, ``data_list``)
 synthetic-heldout      generated here with ``textharmony.data.synth`` (held-out vocabulary and font)
+words-heldout          word crops rendered here (unseen words, held-out font families; the reader's suite)
 =====================  ==============================================================================
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ SUITES: dict[str, tuple[str, str]] = {
     "mario-eval": ("mario_eval", "MarioEvalSuite"),
     "anytext": ("anytext", "AnyTextSuite"),
     "synthetic-heldout": ("synthetic", "SyntheticHeldoutSuite"),
+    "words-heldout": ("words", "WordsHeldoutSuite"),
 }
 
 

@@ -5,7 +5,10 @@ Batch (B rows, L tokens, M ViT images, G image outputs; S = ViT side, R = decode
   attention_mask   LongTensor (B, L), 1 on real tokens
   labels           LongTensor (B, L), -100 except answer tokens (``encode_conversation``)
   prompt_mask      BoolTensor (B, L), True before the first answer token (what a sequence-level gate may see)
-  pixel_values     FloatTensor (M, 3, S, S), ViT-normalised, in order of appearance (row 0's first); M may be 0
+  pixel_values     FloatTensor (M, 3, H, W), ViT-normalised, in order of appearance (row 0's first); M may be 0
+                   (H = W = S unless the model's ``vision.image_height`` is set)
+  ctc_labels       LongTensor (M, T): per input image, the answer's token ids for records marked ``"ctc": true``
+                   (a word crop and its transcription), else all -100; -100-padded
   gen_target       FloatTensor (G, 3, R, R) in [-1, 1], one per ``<boi>`` block, in order of appearance
   gen_masked       FloatTensor (G, 3, R, R): masked input in [-1, 1], masked pixels 0 (t2i: zeros)
   gen_mask         FloatTensor (G, 1, R, R) in {0, 1}, 1 = repaint (t2i: ones)
@@ -44,13 +47,14 @@ class Encoded:
     input_ids: list
     labels: list
     prompt_len: int
-    pixel_values: torch.Tensor      # (m, 3, S, S)
+    pixel_values: torch.Tensor      # (m, 3, H, W)
     gen_target: torch.Tensor        # (g, 3, R, R)
     gen_masked: torch.Tensor        # (g, 3, R, R)
     gen_mask: torch.Tensor          # (g, 1, R, R)
     task: str
     prompt_text: str
     truncated: bool = False
+    ctc: list | None = None         # CTC target ids of the (single) input image, or None
 
 
 class Collator:
@@ -59,13 +63,16 @@ class Collator:
 
     def __init__(self, tokenizer, num_image_tokens: int, num_queries: int, max_length: Optional[int] = None,
                  system: str = "", *, image_size: int = 224, image_mean: Sequence[float] = CLIP_MEAN,
-                 image_std: Sequence[float] = CLIP_STD, resolution: int = 512):
+                 image_std: Sequence[float] = CLIP_STD, resolution: int = 512, image_height: int = 0,
+                 resize: str = "square"):
         self.tokenizer = tokenizer
         self.K, self.N = int(num_image_tokens), int(num_queries)
         self.max_length = max_length
         self.system = system or ""
-        self.pad_id = SpecialIds.from_tokenizer(tokenizer).pad
-        self.tf = ImageTransforms(image_size, image_mean, image_std, resolution)
+        ids = SpecialIds.from_tokenizer(tokenizer)
+        self.pad_id, self.eos_id = ids.pad, ids.eos
+        self.tf = ImageTransforms(image_size, image_mean, image_std, resolution, image_height=image_height,
+                                  resize=resize)
         self.skipped: dict = {}
 
     # ------------------------------------------------------------------ one sample
@@ -80,8 +87,8 @@ class Collator:
         if first is None:
             raise SampleError("too_long" if enc.truncated else "no_answer")
         inp, target, mask = images.get("input"), images.get("target"), images.get("mask")
-        S, R = self.tf.image_size, self.tf.resolution
-        pix = torch.zeros(0, 3, S, S)
+        (H, W), R = self.tf.image_hw, self.tf.resolution
+        pix = torch.zeros(0, 3, H, W)
         if enc.num_images:
             src = inp if inp is not None else (target if mask is not None else None)
             if src is None or enc.num_images > 1:
@@ -102,14 +109,17 @@ class Collator:
                 masked, m = torch.zeros_like(t), torch.ones(1, R, R)
             gt, gm, gk = t[None], masked[None], m[None]
         prompt = record["turns"][0]["content"]
+        ctc = None
+        if record.get("ctc") and enc.num_images == 1:
+            ctc = [t for t in enc.labels[first:] if t != IGNORE_INDEX and t != self.eos_id]
         return Encoded(enc.input_ids, enc.labels, first, pix, gt, gm, gk, record.get("task", ""), prompt,
-                       enc.truncated)
+                       enc.truncated, ctc)
 
     # ------------------------------------------------------------------ a batch
     def collate(self, items: list[Encoded]) -> dict:
         B = len(items)
         L = max((len(e.input_ids) for e in items), default=0)
-        S, R = self.tf.image_size, self.tf.resolution
+        (H, W), R = self.tf.image_hw, self.tf.resolution
         ids = torch.full((B, L), self.pad_id, dtype=torch.long)
         labels = torch.full((B, L), IGNORE_INDEX, dtype=torch.long)
         am = torch.zeros((B, L), dtype=torch.long)
@@ -121,9 +131,17 @@ class Collator:
             am[i, :n] = 1
             pm[i, :e.prompt_len] = True
         cat = lambda xs, shape: torch.cat(xs) if xs else torch.zeros(0, *shape)  # noqa: E731
-        return {
+        out = {}
+        ctc_rows = [(e.ctc if e.ctc is not None else []) for e in items for _ in range(e.pixel_values.shape[0])]
+        if any(ctc_rows):
+            T = max(len(r) for r in ctc_rows)
+            ctc = torch.full((len(ctc_rows), T), IGNORE_INDEX, dtype=torch.long)
+            for i, r in enumerate(ctc_rows):
+                ctc[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+            out["ctc_labels"] = ctc
+        return out | {
             "input_ids": ids, "attention_mask": am, "labels": labels, "prompt_mask": pm,
-            "pixel_values": cat([e.pixel_values for e in items], (3, S, S)),
+            "pixel_values": cat([e.pixel_values for e in items], (3, H, W)),
             "gen_target": cat([e.gen_target for e in items], (3, R, R)),
             "gen_masked": cat([e.gen_masked for e in items], (3, R, R)),
             "gen_mask": cat([e.gen_mask for e in items], (1, R, R)),

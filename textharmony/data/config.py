@@ -48,6 +48,8 @@ class DataConfig:
     langs: list = field(default_factory=list)     # global language filter (empty: all)
     max_length: Optional[int] = None              # None: llm.max_length
     image_size: Optional[int] = None              # ViT input side; None: vision.image_size
+    image_height: Optional[int] = None            # ViT input height (0 = square); None: vision.image_height
+    image_resize: Optional[str] = None            # square | letterbox; None: vision.resize
     image_mean: Optional[list] = None             # None: vision.image_mean
     image_std: Optional[list] = None              # None: vision.image_std
     resolution: Optional[int] = None              # decoder side; None: decoder.resolution
@@ -84,6 +86,8 @@ class DataConfig:
         out = dataclasses.replace(self, datasets=list(self.datasets))
         out.max_length = self.max_length if self.max_length is not None else m.llm.max_length
         out.image_size = self.image_size if self.image_size is not None else m.vision.image_size
+        out.image_height = self.image_height if self.image_height is not None else m.vision.image_height
+        out.image_resize = self.image_resize if self.image_resize is not None else m.vision.resize
         out.image_mean = list(self.image_mean if self.image_mean is not None else m.vision.image_mean)
         out.image_std = list(self.image_std if self.image_std is not None else m.vision.image_std)
         out.resolution = self.resolution if self.resolution is not None else m.decoder.resolution

@@ -313,6 +313,7 @@ def build_loader(cfg: DataConfig, tokenizer, num_image_tokens: int, num_queries:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     cfg = cfg.resolve(model_cfg)
     collator = Collator(tokenizer, num_image_tokens, num_queries, cfg.max_length, system,
-                        image_size=cfg.image_size, image_mean=cfg.image_mean, image_std=cfg.image_std,
+                        image_size=cfg.image_size, image_height=cfg.image_height, resize=cfg.image_resize,
+                        image_mean=cfg.image_mean, image_std=cfg.image_std,
                         resolution=cfg.resolution)
     return TextHarmonyLoader(cfg, collator, rank=rank, world_size=world_size)

@@ -9,7 +9,8 @@ from .resampler import PerceiverResampler
 
 def build_connector(cfg: ConnectorConfig, vision_dim: int, llm_dim: int) -> nn.Module:
     if cfg.type == "mlp2x_gelu":  # LLaVA-1.5 projector; K = number of patches
-        return nn.Sequential(nn.Linear(vision_dim, llm_dim), nn.GELU(), nn.Linear(llm_dim, llm_dim))
+        layers = [nn.LayerNorm(vision_dim)] if cfg.norm else []
+        return nn.Sequential(*layers, nn.Linear(vision_dim, llm_dim), nn.GELU(), nn.Linear(llm_dim, llm_dim))
     if cfg.type == "resampler":   # MM-Interleaved style; K = num_queries
         # work at the ViT width and project up once: a 5120-wide resampler would cost ~0.6 B params
         return PerceiverResampler(vision_dim, llm_dim, cfg.num_queries, depth=cfg.depth, heads=cfg.heads,

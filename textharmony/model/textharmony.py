@@ -3,7 +3,7 @@
 Batch (from ``textharmony.data.collate``; shapes: B rows, L tokens, M input images, G output images):
   input_ids (B, L) with K ``<image>`` ids per input image and ``<boi>`` + N ``<img_q>`` + ``<eoi>`` per output,
   attention_mask (B, L), labels (B, L) (-100 = no loss), prompt_mask (B, L) bool (optional),
-  pixel_values (M, 3, S, S) ViT-normalised, gen_target / gen_masked (G, 3, R, R) in [-1, 1],
+  pixel_values (M, 3, H, W) ViT-normalised, ctc_labels (M, T) target ids per image (-100 = pad; optional), gen_target / gen_masked (G, 3, R, R) in [-1, 1],
   gen_mask (G, 1, R, R) in {0, 1}, is_image_output (B,) bool (optional), prompt_text list[str] (optional).
 """
 from __future__ import annotations
@@ -31,6 +31,7 @@ class TextHarmonyOutput:
     loss_img: torch.Tensor
     loss_gate: torch.Tensor
     metrics: dict = field(default_factory=dict)
+    loss_ctc: torch.Tensor | None = None
 
 
 class TextHarmonyModel(nn.Module):
@@ -51,7 +52,10 @@ class TextHarmonyModel(nn.Module):
         self.ids = SpecialIds.from_tokenizer(tokenizer)
         self.num_image_tokens = num_visual_tokens(cfg.connector, vision.num_patches)
         self.processor = ImageProcessor(cfg.vision.image_size, cfg.vision.image_mean, cfg.vision.image_std,
-                                        cfg.decoder.resolution)
+                                        cfg.decoder.resolution, cfg.vision.image_height, cfg.vision.resize)
+        # auxiliary CTC head on the visual tokens (blank = pad id): a training signal that makes each visual
+        # token carry the characters under it; the LM head stays the reader
+        self.ctc_head = nn.Linear(d, len(tokenizer)) if cfg.vision.ctc_weight > 0 else None
         self.slide = None  # Slide-LoRA controller (attached by textharmony.model.slide_lora when enabled)
 
     # ------------------------------------------------------------------ construction
@@ -77,17 +81,24 @@ class TextHarmonyModel(nn.Module):
         return self.image_queries.dtype
 
     # ------------------------------------------------------------------ embedding
-    def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None) -> torch.Tensor:
-        """(B, L) ids + (M, 3, S, S) images -> (B, L, D) inputs_embeds with visual tokens and queries in place."""
+    def visual_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(M, 3, H, W) -> (M, K, D) visual tokens in the LLM's width."""
+        return self.connector(self.vision(pixel_values.to(self.dtype)))
+
+    def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None,
+              visual: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) ids + (M, 3, H, W) images (or their ``visual`` tokens (M, K, D)) -> (B, L, D) inputs_embeds
+        with visual tokens and queries in place."""
         emb = self.llm.get_input_embeddings()(input_ids)
         img_pos = input_ids == self.ids.image
         n_img = int(img_pos.sum())
-        m = 0 if pixel_values is None else pixel_values.shape[0]
+        src = visual if visual is not None else pixel_values
+        m = 0 if src is None else src.shape[0]
         if n_img != m * self.num_image_tokens:
             raise ValueError(f"batch has {n_img} <image> positions but {m} images x {self.num_image_tokens} "
                              f"visual tokens = {m * self.num_image_tokens}")
         if m:
-            vis = self.connector(self.vision(pixel_values.to(self.dtype)))            # (M, K, D)
+            vis = visual if visual is not None else self.visual_tokens(pixel_values)  # (M, K, D)
             emb = emb.masked_scatter(img_pos[..., None], vis.to(emb.dtype).reshape(-1, emb.shape[-1]))
         q_pos = input_ids == self.ids.query
         n_q = int(q_pos.sum())
@@ -122,7 +133,9 @@ class TextHarmonyModel(nn.Module):
     # ------------------------------------------------------------------ training
     def forward(self, batch: dict) -> TextHarmonyOutput:
         ids, am, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
-        embeds = self.embed(ids, batch.get("pixel_values"))
+        pix = batch.get("pixel_values")
+        visual = self.visual_tokens(pix) if pix is not None and pix.shape[0] else None
+        embeds = self.embed(ids, pix, visual)
         hidden = self._hidden(embeds, am, batch.get("prompt_mask"), batch.get("prompt_text"))
         zero = hidden.new_zeros((), dtype=torch.float32)
         # text: LM head only where there is a target (no B x L x V logits tensor)
@@ -144,7 +157,25 @@ class TextHarmonyModel(nn.Module):
         if self.slide is not None and batch.get("is_image_output") is not None:
             loss_gate, metrics = self.slide.routing_loss(batch["is_image_output"])
         loss = loss_text + self.cfg.decoder.lambda_img * loss_img + self.cfg.slide_lora.lambda_gate * loss_gate
-        return TextHarmonyOutput(loss, loss_text.detach(), loss_img.detach(), loss_gate.detach(), metrics)
+        loss_ctc = zero
+        if self.ctc_head is not None and visual is not None and batch.get("ctc_labels") is not None:
+            loss_ctc = self.ctc_loss(visual, batch["ctc_labels"])
+            loss = loss + self.cfg.vision.ctc_weight * loss_ctc
+        return TextHarmonyOutput(loss, loss_text.detach(), loss_img.detach(), loss_gate.detach(), metrics,
+                                 loss_ctc.detach())
+
+    def ctc_loss(self, visual: torch.Tensor, ctc_labels: torch.Tensor) -> torch.Tensor:
+        """CTC of the head over the K visual tokens (M, K, D) against ``ctc_labels`` (M, T), -100-padded;
+        images without a target (all -100) are left out. Mean over images of the per-target-length loss."""
+        lengths = (ctc_labels != IGNORE_INDEX).sum(1)
+        keep = lengths > 0
+        if not bool(keep.any()):
+            return visual.new_zeros((), dtype=torch.float32)
+        lp = self.ctc_head(visual[keep]).float().log_softmax(-1).transpose(0, 1)       # (K, M', V)
+        tgt = ctc_labels[keep]
+        flat = tgt[tgt != IGNORE_INDEX]
+        k = torch.full((lp.shape[1],), lp.shape[0], dtype=torch.long, device=lp.device)
+        return F.ctc_loss(lp, flat, k, lengths[keep], blank=self.ids.pad, zero_infinity=True)
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, directory: str) -> None:

@@ -33,7 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PRECISIONS = ("no", "bf16", "fp16")
 SCHEDULES = ("cosine", "linear", "constant")
 DTYPES = ("float32", "bfloat16", "float16")
-SOURCES = ("webdataset", "memory")
+SOURCES = ("webdataset", "memory", "words")
 # ModelConfig keys that only change the loss, not the architecture: these may accompany ``model.init_from``.
 SOFT_MODEL_KEYS = {("decoder", "cfg_drop"), ("decoder", "lambda_img"), ("decoder", "min_snr_gamma"),
                    ("slide_lora", "lambda_gate")}
@@ -105,6 +105,10 @@ class LogConfig:
     # (train/image_reliance = that loss - the real one; ~0 = the answers ignore the image): two no-grad
     # forwards of ViT + LLM per log interval (the diffusion decoder does not run)
     image_reliance: bool = True
+    # every `eval_every` steps (0: never): greedy reading of `eval_words` held-out word crops per set (unseen
+    # words; held-out font families and training fonts; Chinese), logged as eval/* (train/heldout.py)
+    eval_every: int = 0
+    eval_words: int = 100
 
 
 @dataclass
@@ -174,6 +178,7 @@ def data_config(cfg: TrainConfig, model_cfg: ModelConfig | None = None):
     d = dict(cfg.data)
     source = d.pop("source", "webdataset")
     memory = d.pop("memory", {}) or {}
+    words = d.pop("words", {}) or {}
     if source not in SOURCES:
         raise ConfigError(f"config key 'data.source' must be one of {list(SOURCES)}, got {source!r}")
     if not isinstance(memory, dict):
@@ -186,6 +191,10 @@ def data_config(cfg: TrainConfig, model_cfg: ModelConfig | None = None):
         from ..data.config import DataConfig
     except ImportError:
         DataConfig = None
+    if source == "words":       # rendered word crops (textharmony.data.wordcrops); options: zh (share)
+        if not isinstance(words, dict) or set(words) - {"zh", "workers"}:
+            raise ConfigError("config key 'data.words' may only hold 'zh' (Chinese share) and 'workers' (render processes, 0 or 1)")
+        memory = words
     if DataConfig is None:
         out = {"batch_size": 8, "seed": 0, **d}
         for k in ("batch_size", "seed"):

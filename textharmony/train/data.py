@@ -187,7 +187,8 @@ def _collator(model, dcfg):
     from ..data.collate import Collator
     c = model.cfg
     return Collator(model.tokenizer, model.num_image_tokens, c.llm.num_image_queries, dcfg.max_length,
-                    c.llm.chat_system, image_size=dcfg.image_size, image_mean=dcfg.image_mean,
+                    c.llm.chat_system, image_size=dcfg.image_size, image_height=dcfg.image_height,
+                    resize=dcfg.image_resize, image_mean=dcfg.image_mean,
                     image_std=dcfg.image_std, resolution=dcfg.resolution)
 
 
@@ -197,6 +198,11 @@ def build_dataloader(train_cfg, model, rank: int = 0, world_size: int = 1) -> Ba
     source, dcfg, memory = data_config(train_cfg, model.cfg)
     if isinstance(dcfg, dict):
         raise ConfigError("textharmony.data is not installed/importable: cannot build the training data")
+    if source == "words":
+        from ..data.wordcrops import WordCropStream
+        with preserve_rng():
+            return WordCropStream(_collator(model, dcfg), dcfg.batch_size, dcfg.seed, rank, world_size,
+                                  zh=float(memory.get("zh", 0.2)), workers=int(memory.get("workers", 1)))
     if source == "memory":
         recs = memory_records(int(memory.get("num_samples", 48)), int(memory.get("seed", dcfg.seed)),
                               size=max(dcfg.image_size, dcfg.resolution),

@@ -279,8 +279,10 @@ def train(cfg: TrainConfig, resume: str | None = None, stream=None, stop_after: 
                         bad = True
                         continue
                     acc.backward(out.loss)
-                    for k in ("loss", "loss_text", "loss_img", "loss_gate"):
-                        parts[k] += float(getattr(out, k).detach()) / accum
+                    for k in ("loss", "loss_text", "loss_img", "loss_gate", "loss_ctc"):
+                        v = getattr(out, k, None)
+                        if v is not None:
+                            parts[k] += float(v.detach()) / accum
                     metrics = out.metrics or {}
             grad_norm = None
             if not bad:
@@ -347,6 +349,15 @@ def train(cfg: TrainConfig, resume: str | None = None, stream=None, stop_after: 
                 log.scalars(state.step, values)
                 sums.clear()
                 n_good, interval_samples, interval_t0 = 0, 0, now
+
+            # ---- held-out reading accuracy (word crops of unseen words in unseen fonts)
+            if cfg.log.eval_every and state.step % cfg.log.eval_every == 0 and main and not _sharded(acc):
+                from .heldout import heldout_reading
+                with acc.autocast():
+                    ev = heldout_reading(unwrapped, cfg.log.eval_words)
+                log.scalars(state.step, {f"eval/{k}": v for k, v in ev.items() if isinstance(v, float)})
+                log.print(f"[eval step {state.step}] " + " ".join(
+                    f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in ev.items()))
 
             # ---- probe
             if can_probe and state.step % cfg.log.sample_every == 0 and main:

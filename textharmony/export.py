@@ -1,0 +1,75 @@
+"""Export a trained model as a ``save_pretrained`` directory (e.g. the package's embedded model).
+
+    python -m textharmony.export outputs/train/reader_stage1/final textharmony/assets/embedded
+    python -m textharmony.export outputs/train/reader_stage1/checkpoints/step_00002000 /tmp/m   # mid-run
+
+``SRC`` is a ``save_pretrained`` directory (a run's ``final/``) or a training checkpoint (``step_…/`` with
+``trainable.safetensors``; the model is rebuilt from the run's ``train_config.yaml`` two levels up, or
+``--config``, and the checkpoint's trainable weights are loaded into it). ``DEST`` is written atomically
+(``save_pretrained``); its size is printed, and more than ``--max-mb`` (40, the package's budget) is an error.
+Bad input: one line, exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def dir_size_mb(path: str) -> float:
+    return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(path) for f in fs) / 2 ** 20
+
+
+def load_source(src: str, config: str | None = None):
+    from .model.io import CONFIG_NAME
+    from .model.textharmony import TextHarmonyModel
+    if os.path.isfile(os.path.join(src, CONFIG_NAME)):
+        return TextHarmonyModel.from_pretrained(src)
+    weights = os.path.join(src, "trainable.safetensors")
+    if not os.path.isfile(weights):
+        raise ValueError(f"'{src}' is neither a save_pretrained directory ({CONFIG_NAME}) nor a training checkpoint "
+                         f"(trainable.safetensors)")
+    from safetensors.torch import load_file
+
+    from .train.config import load_train_config
+    from .train.loop import build_model
+    config = config or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(src))), "train_config.yaml")
+    if not os.path.isfile(config):
+        raise ValueError(f"no training config for checkpoint '{src}' ({config}); pass --config TRAIN_YAML")
+    model = build_model(load_train_config(config))
+    state = load_file(weights)
+    missing = set(state) - set(model.state_dict())
+    if missing:
+        raise ValueError(f"checkpoint '{src}' does not match {config}: unknown weights {sorted(missing)[:3]}")
+    model.load_state_dict(state, strict=False)
+    return model.eval()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("src")
+    ap.add_argument("dest")
+    ap.add_argument("--config", help="the run's training YAML (checkpoints only; default: <run>/train_config.yaml)")
+    ap.add_argument("--max-mb", type=float, default=40.0)
+    args = ap.parse_args(argv)
+    try:
+        model = load_source(args.src, args.config)
+    except (ValueError, OSError) as e:
+        print(f"export: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    try:
+        model.save_pretrained(args.dest)
+    except FileExistsError as e:
+        print(f"export: {e}", file=sys.stderr)
+        return 2
+    mb = dir_size_mb(args.dest)
+    n = sum(p.numel() for p in model.parameters())
+    print(f"exported {args.src} -> {args.dest}: {n / 1e6:.2f} M parameters, {mb:.1f} MB")
+    if mb > args.max_mb:
+        print(f"export: {args.dest} is {mb:.1f} MB, over --max-mb {args.max_mb:g}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
