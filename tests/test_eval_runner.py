@@ -52,7 +52,9 @@ class Counter:
 @pytest.fixture(scope="module")
 def pipe():
     from textharmony import TextHarmonyPipeline
-    p = TextHarmonyPipeline.from_pretrained(None, device="cpu", dtype="float32", batch_size=4)
+    from textharmony.pipeline import TINY_CONFIG
+    # what --model tiny loads: the untrained tiny preset (seed 0)
+    p = TextHarmonyPipeline.from_pretrained(TINY_CONFIG, device="cpu", dtype="float32", batch_size=4)
     p.counter = Counter(p)
     return p
 
