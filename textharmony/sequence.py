@@ -22,6 +22,7 @@ EOI_TOKEN = "<eoi>"
 QUERY_TOKEN = "<img_q>"
 SPECIAL_TOKENS = [IMAGE_TOKEN, BOI_TOKEN, EOI_TOKEN, QUERY_TOKEN]
 IGNORE_INDEX = -100
+ASSISTANT_HEAD = " ASSISTANT: "
 
 _MARKER_RE = re.compile(r"(<image>|<boi>)")
 
@@ -66,7 +67,9 @@ def encode_conversation(tokenizer, turns: list[dict], num_image_tokens: int, num
                         add_generation_prompt: bool = False) -> Encoded:
     """Tokenise ``turns`` ([{role: user|assistant, content: str}]) into ids + labels.
 
-    ``add_generation_prompt``: end with ``ASSISTANT:`` (for inference; the last turn must be a user turn).
+    ``add_generation_prompt``: end with the assistant header `` ASSISTANT: `` exactly as training tokenises it
+    (for inference; the last turn must be a user turn), so the first generated token is the first answer
+    token the model was trained to predict there.
     Truncation (``max_length``) never cuts through an image block: it drops whole trailing turns
     and flags ``truncated``; a first turn that alone is too long raises ``ValueError``.
     """
@@ -85,7 +88,7 @@ def encode_conversation(tokenizer, turns: list[dict], num_image_tokens: int, num
         seg_lab: list[int] = []
         n_img = n_out = 0
         train = role == "assistant"
-        head = " USER: " if role == "user" else " ASSISTANT: "
+        head = " USER: " if role == "user" else ASSISTANT_HEAD
         if role not in ("user", "assistant"):
             raise ValueError(f"turn {i}: role must be 'user' or 'assistant', got {role!r}")
         # the role header is never a target
@@ -123,7 +126,7 @@ def encode_conversation(tokenizer, turns: list[dict], num_image_tokens: int, num
         enc.num_images += n_img
         enc.num_outputs += n_out
     if add_generation_prompt:
-        g = text(" ASSISTANT:")
+        g = text(ASSISTANT_HEAD)  # the very ids of training's header: no trailing-space mismatch
         enc.input_ids += g
         enc.labels += [IGNORE_INDEX] * len(g)
     return enc
