@@ -192,11 +192,10 @@ def test_bad_samples_are_counted_and_good_ones_arrive(tmp_path, tok):
     assert sorted(p.split("good-")[1].rstrip("?") for p in prompts) == [str(i) for i in range(8)]
     st = loader.last_epoch_stats
     assert st.ok == 8 and st.truncated == 1
-    # the cut member's sample arrives without its image (missing_input); the cut shard raises 1-2 read errors
-    tar_errors = st.skipped.pop("tar_error")
-    assert 1 <= tar_errors <= 2
+    # the cut shard is one tar_error; the sample whose member was cut is dropped with it (issue 17)
+    assert st.skipped.pop("tar_error") == 1
     assert dict(st.skipped) == {"image_corrupt": 2, "missing_json": 1, "json_invalid": 1, "missing_field:task": 1,
-                                "missing_input": 2, "missing_target": 1, "too_long": 1, "bad_task": 1,
+                                "missing_input": 1, "missing_target": 1, "too_long": 1, "bad_task": 1,
                                 "missing_mask": 1, "bad_words": 1}
     assert "image_corrupt: 2" in str(st)
 

@@ -9,9 +9,22 @@ left/top edge and 999 the right/bottom edge; ``normalise`` is ``round(x / W * 99
 :func:`parse_output` turns model output back into words with polygons in pixel coordinates and never
 raises: garbage is ignored, truncated tags are read up to the end of the line, numbers are clipped to
 0..999, a box needs exactly 4 numbers, a polygon an even count of at least 6; anything else is dropped.
+
+It also reads the released TextHarmony's OCR answers (``fmt="release"``, or found by their shape with the
+default ``fmt="auto"`` when the text holds no ``<bbox>``/``<poly>`` tag): polygons as Python lists of
+``[x, y]`` pairs in a 448-px frame (the release scales its 512-px annotations by 448/512), pixel
+``x / 448 * W``, ``y / 448 * H``; each polygon followed by its word. The forms the release trains on
+(bytedance/TextHarmony, ``custom_datasets/all_mixed_dataset.py``, ``_get_ocr``), all read here:
+  lines      ``[[x, y], [x, y], [x, y], [x, y]] WORD`` one per line
+  spotting   ``['[[x, y], ...] WORD', '[[x, y], ...] WORD2']`` ("Locate and extract all the text ...")
+  locating   ``[[[x, y], ...], [[x, y], ...]]`` polygons only ("Locate all the text in this image.")
+  one word   ``[[x, y], ...]`` ('Where is "WORD" in this image?')
+Coordinates are clipped into the frame, a polygon needs 3 distinct points; a truncated answer is read up
+to where it stops.
 """
 from __future__ import annotations
 
+import ast
 import math
 import re
 from typing import Iterable, Sequence
@@ -21,6 +34,10 @@ _TAG_RE = re.compile(r"<(bbox|poly)>", re.IGNORECASE)
 _NUM_RE = re.compile(r"-?\d+(?:\.\d+)?")
 _OCR_RE = re.compile(r"<ocr>(.*?)(?:</ocr>|$)", re.IGNORECASE | re.DOTALL)
 _ANY_TAG_RE = re.compile(r"</?(?:bbox|poly|ocr)>", re.IGNORECASE)
+RELEASE_FRAME = 448.0           # the release's OCR coordinate frame (int(v / 512 * 448) of 512-px annotations)
+_PAIR = r"\[\s*-?\d+(?:\.\d+)?\s*,\s*-?\d+(?:\.\d+)?\s*\]"
+_RELEASE_POLY_RE = re.compile(r"\[\s*" + _PAIR + r"(?:\s*,\s*" + _PAIR + r")*(?:\s*\])?")   # [[x, y], ...]
+FORMATS = ("auto", "tags", "release")
 
 
 # --------------------------------------------------------------------------- geometry
@@ -185,16 +202,29 @@ def parse_regions(text: str) -> list[tuple[str, list[int], str]]:
     return out
 
 
-def parse_output(text: str, w: float, h: float, min_area: float = 0.0) -> list[dict]:
-    """Model output -> ``[{"text", "polygon" (pixels of a w x h image), "kind"}]``. Never raises.
+def parse_output(text: str, w: float, h: float, min_area: float = 0.0, fmt: str = "auto",
+                 frame: float = RELEASE_FRAME) -> list[dict]:
+    """Model output -> ``[{"text", "polygon" (pixels of a w x h image), "kind"}]``. Never raises on any text
+    or size; every point lies in ``[0, w] x [0, h]`` (nothing for a size that is not a positive finite number).
 
-    Boxes become 4-point polygons (TL, TR, BR, BL, corners sorted); polygons with fewer than 3
-    distinct points, or area below ``min_area`` (pixels^2), are dropped."""
+    ``fmt``: ``tags`` (``<bbox>``/``<poly>``, 0..999), ``release`` (the released model's ``[[x, y], ...] WORD``
+    answers in a ``frame``-px square, see the module docstring), ``auto`` (default): tags when the text holds
+    any, else the release format when it holds a ``[[x, y], ...`` polygon. Boxes become 4-point polygons (TL, TR,
+    BR, BL, corners sorted); polygons with fewer than 3 distinct points, or area below ``min_area``
+    (pixels^2), are dropped. Release polygons have ``kind`` ``poly``."""
+    if fmt not in FORMATS:
+        raise ValueError(f"parse_output: fmt must be one of {FORMATS}, got {fmt!r}")
+    if not (isinstance(frame, (int, float)) and math.isfinite(frame) and frame > 0):
+        raise ValueError(f"parse_output: frame must be a positive number, got {frame!r}")
     words = []
     try:
         w, h = float(w), float(h)
     except (TypeError, ValueError):
         return words
+    if not (math.isfinite(w) and math.isfinite(h) and w > 0 and h > 0):   # no frame: no polygon can be in it
+        return words
+    if fmt == "release" or (fmt == "auto" and is_release_format(text)):
+        return _parse_release(text, w, h, min_area, float(frame))
     for kind, nums, prefix in parse_regions(text):
         if kind == "bbox":
             x1, x2 = sorted((nums[0], nums[2]))
@@ -211,9 +241,75 @@ def parse_output(text: str, w: float, h: float, min_area: float = 0.0) -> list[d
     return words
 
 
-def parse_polygons(text: str, w: float, h: float) -> list[list[list[float]]]:
+def parse_polygons(text: str, w: float, h: float, fmt: str = "auto") -> list[list[list[float]]]:
     """Just the pixel polygons of :func:`parse_output` (e.g. a detection answer)."""
-    return [d["polygon"] for d in parse_output(text, w, h)]
+    return [d["polygon"] for d in parse_output(text, w, h, fmt=fmt)]
+
+
+# --------------------------------------------------------------------------- the release's OCR answers
+def is_release_format(text) -> bool:
+    """True for text with no ``<bbox>``/``<poly>`` tag and at least one ``[[x, y], ...`` polygon."""
+    return isinstance(text, str) and not _TAG_RE.search(text) and _RELEASE_POLY_RE.search(text) is not None
+
+
+def _release_lines(text: str) -> str:
+    """A spotting answer written as a Python list of strings (``str(list)``, the release's form) -> one
+    ``POLYGON WORD`` per line, quotes and escapes undone; anything else unchanged."""
+    s = text.strip()
+    if not (s.startswith("[") and s.endswith("]")) or ("'" not in s and '"' not in s) or len(s) > 200_000:
+        return text
+    try:
+        value = ast.literal_eval(s)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return text
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        return "\n".join(" ".join(v.split()) for v in value)
+    return text
+
+
+def _release_word(line: str, match, end: int) -> str:
+    """The word after ``match`` (a polygon) on ``line``, up to ``end`` (the next polygon or the line's end)."""
+    seg = line[match.end():end]
+    before = line[:match.start()].rstrip()[-1:]
+    if before in ("[", ","):                 # an element of a list of polygons: no words
+        return ""
+    if before in ("'", '"'):                 # an element of a list of strings that did not evaluate (cut off)
+        close = re.search(re.escape(before) + r"\s*(?:,|\]|$)", seg)
+        seg = seg[:close.start()] if close else seg
+    return " ".join(seg.split())
+
+
+def _parse_release(text, w: float, h: float, min_area: float, frame: float) -> list[dict]:
+    words: list[dict] = []
+    if not isinstance(text, str):
+        return words
+    for line in _release_lines(text).splitlines():
+        found = list(_RELEASE_POLY_RE.finditer(line))
+        for i, m in enumerate(found):
+            vals = [float(v) for v in _NUM_RE.findall(m.group(0))]      # digit runs only: finite or +-inf
+            pts = [(min(max(vals[k], 0.0), frame), min(max(vals[k + 1], 0.0), frame))
+                   for k in range(0, len(vals) - 1, 2)]
+            if len(set(pts)) < 3:
+                continue
+            poly = [[x / frame * w, y / frame * h] for x, y in pts]
+            if min_area > 0 and polygon_area(poly) < min_area:
+                continue
+            end = found[i + 1].start() if i + 1 < len(found) else len(line)
+            words.append({"text": _release_word(line, m, end), "polygon": poly, "kind": "poly"})
+    return words
+
+
+def words_to_release_text(words: Iterable[dict], w: float, h: float, frame: float = RELEASE_FRAME,
+                          as_list: bool = False) -> str:
+    """The release's answer for ``words`` (pixel polygons of a ``w`` x ``h`` image): ``[[x, y], ...] WORD``
+    lines, or with ``as_list`` the ``str(list)`` the release trains on; integer coordinates in a ``frame``-px
+    square. ``parse_output(..., fmt="release")`` reads either back."""
+    items = []
+    for d in words:
+        pts = [[int(min(max(round(x / w * frame), 0), frame)), int(min(max(round(y / h * frame), 0), frame))]
+               for x, y in d["polygon"]]
+        items.append(f"{pts} {d['text']}" if d.get("text") else str(pts))
+    return str(items) if as_list else "\n".join(items)
 
 
 def words_to_text(words: Iterable[dict], w: float, h: float, fmt: str = "poly", with_text: bool = True) -> str:

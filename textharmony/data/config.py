@@ -11,6 +11,9 @@ YAML example::
       shuffle_buffer: 1000
       seed: 0
       # image / text settings default to the model config (DataConfig.resolve(model_cfg))
+
+``urls`` starting with ``pipe:`` make webdataset run the rest as a shell command: refused unless the config
+sets ``allow_pipe_urls: true`` (a data config from elsewhere must not run commands by being loaded).
 """
 from __future__ import annotations
 
@@ -55,6 +58,7 @@ class DataConfig:
     resolution: Optional[int] = None              # decoder side; None: decoder.resolution
     prefetch_factor: int = 2
     pin_memory: bool = False
+    allow_pipe_urls: bool = False                 # urls "pipe:CMD" run CMD in a shell (webdataset): off unless set
 
     def __post_init__(self):
         specs = []
@@ -64,6 +68,12 @@ class DataConfig:
                 raise ConfigError(f"config key 'datasets.{i}.urls' is required (shard pattern, glob, dir or list)")
             if not isinstance(spec.urls, (str, list)):
                 raise ConfigError(f"config key 'datasets.{i}.urls' expects str or list, got {type(spec.urls).__name__}")
+            pipes = [u for u in (spec.urls if isinstance(spec.urls, list) else [spec.urls])
+                     if isinstance(u, str) and u.lstrip().startswith("pipe:")]
+            if pipes and not self.allow_pipe_urls:
+                raise ConfigError(f"config key 'datasets.{i}.urls': {pipes[0][:80]!r} is a 'pipe:' URL, which runs a "
+                                  f"shell command; give shard files, or set 'allow_pipe_urls: true' in the data "
+                                  f"config if you trust it")
             if not spec.weight > 0:
                 raise ConfigError(f"config key 'datasets.{i}.weight' must be > 0, got {spec.weight}")
             _check_names(spec.tasks, TASKS, f"datasets.{i}.tasks")

@@ -5,8 +5,9 @@ Per DataLoader worker (slot ``rank * W + worker`` of ``world * W``), for each da
   shard list (expanded once in the main process, shuffled with ``(seed, epoch, dataset, pass)`` so every
   rank and worker agrees) -> this slot's shards ``urls[slot::n_slots]`` (a dataset with fewer shards than
   slots is instead read whole by each slot, keeping every ``n_slots``-th sample, so no worker is empty)
-  -> ``wds.WebDataset(..., shardshuffle=False, nodesplitter=None, workersplitter=None, empty_check=False,
-  handler=<count and continue>)`` -> shuffle buffer (seeded by seed, epoch, dataset, pass, slot)
+  -> :func:`tar_samples` (members grouped by key as webdataset does; a damaged shard counts ``tar_error``
+  once and a sample that lost a member is dropped; a sample with a duplicated member counts
+  ``duplicate_file`` and is dropped) -> shuffle buffer (seeded by seed, epoch, dataset, pass, slot)
 then the datasets are mixed by weight with a seeded rng -> *raw samples, numbered 1, 2, ...* -> decode +
 validate + encode (bad ones counted by reason and dropped) -> batches of ``batch_size`` built in the worker.
 
@@ -21,14 +22,17 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import io
 import itertools
 import json
 import logging
 import os
 import random
+import re
 from typing import Iterator, Optional
 
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..config import ConfigError
@@ -84,8 +88,96 @@ def shuffled(it: Iterator, bufsize: int, rng: random.Random) -> Iterator:
     yield from buf
 
 
+class _CutMember(Exception):
+    """A member's data could not be read (truncated / corrupt shard); ``key`` is the sample it belongs to."""
+
+    def __init__(self, key: str, exn: BaseException):
+        super().__init__(*exn.args)
+        self.key, self.exn = key, exn
+
+
+_META_RE = re.compile(r"__[^/]*__($|/)")
+
+
+def tar_samples(urls: list[str], handler) -> Iterator[dict]:
+    """Raw samples ``{"__key__", "__url__", "<suffix>": bytes}`` of the tar shards ``urls``, in order.
+
+    Members are grouped by key as webdataset's ``tarfile_to_samples`` does (``gopen`` opens the shards, so
+    local paths and URLs work alike), with these differences: a damaged shard is ``handler``-ed once (webdataset
+    reports a truncated member twice) and the rest of that shard is not read; a sample whose member could
+    not be read is dropped (webdataset yields it without that member), while the complete sample before it
+    is kept; a sample with a duplicated member is ``handler``-ed once (``duplicate_file``) and dropped
+    (webdataset reports it, then yields it with the first copy)."""
+    import tarfile
+
+    from webdataset.gopen import gopen
+    from webdataset.tariterators import base_plus_ext, valid_sample
+    for url in urls:
+        try:
+            stream = gopen(url)
+        except Exception as e:  # noqa: BLE001 - missing / unreadable shard: counted, next shard
+            e.args = e.args + (url,)
+            if handler(e):
+                continue
+            raise
+        cur = None
+        try:
+            try:
+                tf = tarfile.open(fileobj=stream, mode="r|*")
+                for info in tf:
+                    fname = info.name
+                    if not info.isreg() or _META_RE.match(fname):
+                        continue
+                    key, suffix = base_plus_ext(fname)
+                    if key is None:
+                        continue
+                    try:
+                        data = tf.extractfile(info).read()
+                    except Exception as e:  # noqa: BLE001 - tarfile.ReadError, EOFError, OSError, zlib ...
+                        raise _CutMember(key, e) from None
+                    tf.members = []                   # streaming: keep no member list
+                    suffix = suffix.lower()
+                    if cur is None or key != cur["__key__"]:
+                        if valid_sample(cur):
+                            yield cur
+                        cur = {"__key__": key, "__url__": url}
+                    if suffix in cur:
+                        if not cur.get("__bad__"):
+                            exn = ValueError(f"{fname}: duplicate file name in tar file {url}")
+                            if not handler(exn):
+                                raise exn
+                        cur["__bad__"] = True         # valid_sample() refuses it: neither copy is used
+                        continue
+                    cur[suffix] = data
+            except Exception as e:  # noqa: BLE001 - a damaged shard: counted once, the rest of it skipped
+                exn = e.exn if isinstance(e, _CutMember) else e
+                if not isinstance(e, _CutMember) or (cur is not None and cur["__key__"] == e.key):
+                    cur = None                        # it lost a member (or may have): never used
+                exn.args = exn.args + (url,)
+                if not handler(exn):
+                    raise exn from None
+            if valid_sample(cur):
+                yield cur
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+
+
+def _image_size(data: bytes) -> Optional[tuple]:
+    """(w, h) from the image header (no decoding), None when unreadable."""
+    try:
+        return Image.open(io.BytesIO(data)).size
+    except Exception:  # noqa: BLE001 - reported as image_corrupt by the decoding that follows
+        return None
+
+
 def decode_sample(raw: dict, cfg: DataConfig, tasks: Optional[set], draft: int) -> tuple[dict, dict]:
-    """Raw webdataset sample -> (record, {role: PIL}); raises SampleError / Filtered."""
+    """Raw webdataset sample -> (record, {role: PIL}); raises SampleError / Filtered.
+
+    A mask whose size differs from its target's (the input's when there is no target) is
+    ``mask_size_mismatch``: resizing it would repaint a region the record does not mean. Compared on the
+    stored sizes, before any reduced-scale JPEG decoding (``draft``)."""
     rec, reason = load_record(raw)
     if reason:
         raise SampleError(reason)
@@ -93,6 +185,13 @@ def decode_sample(raw: dict, cfg: DataConfig, tasks: Optional[set], draft: int) 
         raise Filtered(f"task:{rec['task']}")
     if cfg.langs and rec["lang"] not in cfg.langs:
         raise Filtered(f"lang:{rec['lang']}")
+    mask_name = find_image(raw, "mask")
+    if mask_name is not None:
+        ref_name = find_image(raw, "target") or find_image(raw, "input")
+        if ref_name is not None:
+            ms, rs = _image_size(raw[mask_name]), _image_size(raw[ref_name])
+            if ms is not None and rs is not None and ms != rs:
+                raise SampleError("mask_size_mismatch")
     images = {}
     for role in ROLES:
         name = find_image(raw, role)
@@ -120,15 +219,12 @@ class MixtureDataset(IterableDataset):
             self.task_sets.append(allowed if (s.tasks or cfg.tasks) else None)
 
     def _raw(self, i: int, pass_: int, slot: int, n_slots: int, handler) -> Iterator[dict]:
-        import webdataset as wds
         urls = list(self.urls[i])
         if self.cfg.shuffle_shards:
             _rng(self.cfg.seed, self.epoch, i, pass_, "shards").shuffle(urls)
         split_samples = len(urls) < n_slots
         mine = urls if split_samples else urls[slot::n_slots]
-        ds = wds.WebDataset(mine, shardshuffle=False, nodesplitter=None, workersplitter=None, empty_check=False,
-                            handler=handler)
-        it = iter(ds)
+        it = tar_samples(mine, handler)
         if split_samples and n_slots > 1:
             it = itertools.islice(it, slot, None, n_slots)
         if self.cfg.shuffle_buffer > 1:
@@ -238,6 +334,10 @@ class TextHarmonyLoader:
             urls = expand_urls(spec.urls)
             if not urls:
                 raise ConfigError(f"config key 'datasets.{i}.urls': no shards match {spec.urls!r}")
+            pipes = [u for u in urls if u.lstrip().startswith("pipe:")]   # also from a brace pattern
+            if pipes and not cfg.allow_pipe_urls:
+                raise ConfigError(f"config key 'datasets.{i}.urls': {pipes[0][:80]!r} is a 'pipe:' URL, which runs "
+                                  f"a shell command; give shard files, or set 'allow_pipe_urls: true' if you trust it")
             self.urls.append(urls)
         per_rank = max(-(-len(u) // world_size) for u in self.urls)
         self.num_workers = min(cfg.num_workers, per_rank)

@@ -15,6 +15,7 @@ Record fields:
   ``lang``     "en" | "zh" (language of the text content)
   ``turns``    [{"role": "user"|"assistant", "content": str}], ``<image>`` = input image, ``<boi>`` = output image
   ``words``    [{"text": str, "polygon": [[x, y], ...] (>=3 points, pixels of ``size``), "conf": float?}]
+               (finite numbers: a NaN / Infinity coordinate or confidence makes the record ``bad_words``)
   ``size``     [w, h] pixel frame of ``words`` (the input image; the target for t2i)
   ``caption``  str ("" when unknown)
   ``source``   str, dataset name (synth, mario, docstruct, textharmony, anytext, ...)
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 from typing import Any, Optional
 
@@ -127,6 +129,10 @@ def count_markers(turns: list[dict]) -> tuple[int, int]:
     return n_img, n_out
 
 
+def _finite_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and (isinstance(v, int) or math.isfinite(v))
+
+
 def _bad_words(words: Any) -> bool:
     if not isinstance(words, list):
         return True
@@ -138,8 +144,11 @@ def _bad_words(words: Any) -> bool:
             return True
         for p in poly:
             if not (isinstance(p, (list, tuple)) and len(p) == 2 and
-                    all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p)):
-                return True
+                    all(_finite_number(v) for v in p)):
+                return True                     # also NaN / Infinity (json.loads accepts them)
+        conf = w.get("conf")
+        if conf is not None and not _finite_number(conf):
+            return True
     return False
 
 

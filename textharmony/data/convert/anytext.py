@@ -34,13 +34,22 @@ def fill_caption(caption: str, texts: list[str]) -> str:
 
 
 def anytext_words(annotations: list, size: tuple, frame: Optional[tuple], res: Result) -> list[dict]:
+    """AnyText annotations -> clean words (see :func:`common.clean_words`). Never raises on any JSON value:
+    a non-list, a non-dict item, a non-string ``text`` or a polygon that is not a list of number pairs is
+    dropped (note ``annotation_malformed``)."""
     raw = []
+    if annotations is not None and not isinstance(annotations, list):
+        res.note("annotation_malformed")
+        return []
     for a in annotations or []:
         if not isinstance(a, dict):
             res.note("annotation_malformed")
             continue
         poly = a.get("polygon") or []
-        text = " ".join(str(a.get("text", "")).split())
+        if not isinstance(poly, list) or not isinstance(a.get("text", ""), str):
+            res.note("annotation_malformed")
+            continue
+        text = " ".join(a.get("text", "").split())
         if len(poly) < 3:
             res.note("polygon_empty")
             continue
@@ -51,8 +60,11 @@ def anytext_words(annotations: list, size: tuple, frame: Optional[tuple], res: R
             res.note("annotation_no_text")
             continue
         try:
+            if not all(isinstance(p, (list, tuple)) and len(p) >= 2 and
+                       all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p[:2]) for p in poly):
+                raise TypeError("polygon points must be [x, y] numbers")
             raw.append((text, [[float(p[0]), float(p[1])] for p in poly], None))
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             res.note("annotation_malformed")
     return clean_words(raw, size, frame, res)
 
@@ -76,11 +88,15 @@ class AnyTextConverter:
     def __call__(self, item: tuple[int, dict]) -> Result:
         idx, x = item
         res = Result()
-        if not isinstance(x, dict) or not x.get("img_name"):
+        if not isinstance(x, dict) or not x.get("img_name") or not isinstance(x["img_name"], str):
             return res.skip("missing_field:img_name")
         image = read_image(os.path.join(self.image_root, x["img_name"]))
         words = anytext_words(x.get("annotations"), image.size, self.frame, res)
-        caption = fill_caption(str(x.get("caption", "")), [w["text"] for w in words])
+        cap = x.get("caption", "")
+        if not isinstance(cap, str):          # never stringified into training text
+            res.note("caption_malformed")
+            cap = ""
+        caption = fill_caption(cap, [w["text"] for w in words])
         langs = {LANG.get(str(a.get("language", "")).lower()) for a in x.get("annotations") or []
                  if isinstance(a, dict)} - {None}
         lang = "zh" if "zh" in langs else detect_lang(caption, *(w["text"] for w in words))

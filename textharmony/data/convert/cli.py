@@ -2,7 +2,10 @@
 
 Writes ``DIR/<prefix>-000000.tar, ...`` (``--shard-size`` records each; prefix defaults to the format name)
 and ``DIR/<prefix>-summary.json``, and prints the summary: records written per task, skipped by reason,
-notes (non-fatal fixes). Exit status 0 even when samples were skipped; 2 on a usage error.
+notes (non-fatal fixes). Exit status 0 even when samples were skipped (a bad source item is skipped and
+counted, never fatal); 2 on a usage error (one line); 1 when the run could not finish (e.g. the disk filled
+up) and 130 on Ctrl-C: the summary is then written with ``"complete": false`` and the shards keep their
+``.tar.part`` names.
 """
 from __future__ import annotations
 
@@ -12,9 +15,22 @@ import sys
 from typing import Optional, Sequence
 
 from . import anytext, docstruct, mario, textharmony_json
-from .common import Summary, TaskOptions, parse_tasks, run
+from ..schema import sanitize_key
+from .common import Summary, TaskOptions, check_prefix, parse_tasks, run
 
 FORMATS = ("mario", "docstruct", "textharmony-json", "anytext")
+
+
+def _load(fn, path):
+    """``fn(path)`` for a whole-file source (JSON list / edit GT): a one-line usage error when it cannot be read."""
+    from .common import SkipSample
+    try:
+        return fn(path)
+    except UnicodeDecodeError:
+        raise SystemExit(f"error: '{path}' is not UTF-8 text (JSON)") from None
+    except (OSError, ValueError, SkipSample, AttributeError, KeyError, TypeError) as e:
+        why = e.reason if isinstance(e, SkipSample) else " ".join(str(e).split())[:200]
+        raise SystemExit(f"error: cannot read '{path}': {why}; give a JSON file in the format's schema") from None
 
 
 def convert(fmt: str, src: str, out: str, *, shard_size: int = 1000, workers: int = 1, tasks: Optional[str] = None,
@@ -28,6 +44,13 @@ def convert(fmt: str, src: str, out: str, *, shard_size: int = 1000, workers: in
         raise SystemExit(f"error: unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     if not os.path.exists(src):
         raise SystemExit(f"error: source '{src}' does not exist")
+    if prefix is not None:
+        try:
+            check_prefix(prefix)
+        except ValueError as e:
+            raise SystemExit(f"error: --prefix: {e}") from None
+    elif source:                      # the default prefix is the source name: made safe for a file name
+        prefix = sanitize_key(source)
 
     def opts(default_tasks):
         return TaskOptions(tasks=parse_tasks(tasks, default_tasks), seed=seed, box_format=box_format,
@@ -46,13 +69,13 @@ def convert(fmt: str, src: str, out: str, *, shard_size: int = 1000, workers: in
                                           source=source or "docstruct")
         return run(source or "docstruct", docstruct.items(files), fn, total=docstruct.count_lines(files), **common)
     if fmt == "anytext":
-        data = anytext.load(src)
+        data = _load(anytext.load, src)
         fn = anytext.AnyTextConverter(anytext.image_root(src, data, image_root), opts(anytext.DEFAULT_TASKS),
                                       frame=(poly_frame, poly_frame) if poly_frame else None,
                                       source=source or "anytext")
         return run(source or "anytext", list(enumerate(data["data_list"])), fn, total=len(data["data_list"]),
                    **common)
-    kind, data = textharmony_json.load_list(src)
+    kind, data = _load(textharmony_json.load_list, src)
     if kind == "anytext":
         print(f"note: {src} is AnyText-schema JSON; converting it as 'anytext'", file=sys.stderr)
         return convert("anytext", src, out, shard_size=shard_size, workers=workers, tasks=tasks, seed=seed,
@@ -65,7 +88,7 @@ def convert(fmt: str, src: str, out: str, *, shard_size: int = 1000, workers: in
         pm.append(tuple(item.split("=", 1)))
     fn = textharmony_json.TextHarmonyConverter(
         image_root=image_root or os.path.dirname(os.path.abspath(src)), path_map=pm, opts=opts(("spot",)),
-        edit_gt=textharmony_json.load_edit_gt(edit_gt), gt_image_root=gt_image_root, split=split,
+        edit_gt=_load(textharmony_json.load_edit_gt, edit_gt), gt_image_root=gt_image_root, split=split,
         source=source or "textharmony")
     return run(source or "textharmony", list(textharmony_json.items(data, kind)), fn, total=len(data), **common)
 
@@ -99,11 +122,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--poly-frame", type=int, default=512, help="anytext: frame of the polygons (0 = image pixels)")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
-    summary = convert(a.format, a.src, a.out, shard_size=a.shard_size, workers=a.workers, tasks=a.tasks, seed=a.seed,
-                      prefix=a.prefix, box_format=a.box_format, mask_dilate=a.mask_dilate,
-                      paraphrase=not a.no_paraphrase, split=a.split, progress=not a.no_progress, index=a.index,
-                      source=a.source, edit_min_conf=a.edit_min_conf, image_root=a.image_root, path_map=a.path_map,
-                      edit_gt=a.edit_gt, gt_image_root=a.gt_image_root, poly_frame=a.poly_frame)
+    try:
+        summary = _convert(a)
+    except SystemExit as e:           # convert()'s usage errors: one line, exit status 2
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+            return 2
+        raise
+    except KeyboardInterrupt:
+        print("error: interrupted; the summary says complete: false and the shards are left as .tar.part",
+              file=sys.stderr)
+        return 130
+    except OSError as e:
+        print(f"error: the conversion did not finish: {' '.join(str(e).split())}; no shard of this run is "
+              f"marked complete (see the summary's 'complete' and 'error')", file=sys.stderr)
+        return 1
     print(summary)
     print(f"  output: {os.path.abspath(a.out)}")
     return 0
+
+
+def _convert(a) -> Summary:
+    return convert(a.format, a.src, a.out, shard_size=a.shard_size, workers=a.workers, tasks=a.tasks, seed=a.seed,
+                   prefix=a.prefix, box_format=a.box_format, mask_dilate=a.mask_dilate,
+                   paraphrase=not a.no_paraphrase, split=a.split, progress=not a.no_progress, index=a.index,
+                   source=a.source, edit_min_conf=a.edit_min_conf, image_root=a.image_root, path_map=a.path_map,
+                   edit_gt=a.edit_gt, gt_image_root=a.gt_image_root, poly_frame=a.poly_frame)

@@ -4,13 +4,21 @@ A converter is a generator of source *items* plus a picklable function ``item ->
 maps it over the items (a process pool when ``workers > 1``, order preserved, so the output is the same
 for any worker count), writes every sample with ``webdataset.ShardWriter`` to
 ``OUT/<prefix>-%06d.tar``, and returns (and writes as ``OUT/<prefix>-summary.json``) a :class:`Summary`.
+
+Robustness: an exception raised for one item (any type, not only :class:`SkipSample`) skips that item and is
+counted as ``error:<ExceptionType>`` (the first few are listed, with the item, in the summary's ``errors``);
+shards are written as ``<prefix>-%06d.tar.part`` and renamed to ``.tar`` only when the whole run has
+finished, so a crashed or interrupted run never leaves shards that look complete; the summary is written
+in every case, with ``"complete": false`` and the ``error`` when the run did not finish.
 """
 from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
@@ -23,6 +31,17 @@ from ..schema import OUTPUT_TASKS, make_sample, new_record, sanitize_key, sniff_
 from ..tasks import TaskError, make_turns
 
 WORD_TASKS = ("detect", "spot", "recognize")
+MAX_ERRORS = 20                       # unexpected per-item exceptions listed (with the item) in the summary
+PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def check_prefix(prefix: str) -> str:
+    """``prefix`` if it is a safe shard-name prefix (``[A-Za-z0-9_-]+``: no path separators, dots or ``%``),
+    else a one-line ValueError."""
+    if not isinstance(prefix, str) or not PREFIX_RE.match(prefix):
+        raise ValueError(f"shard prefix {prefix!r} is not allowed: use only letters, digits, '_' and '-' "
+                         f"(the shards go to OUT/<prefix>-000000.tar)")
+    return prefix
 
 
 class SkipSample(Exception):
@@ -39,6 +58,7 @@ class Result:
     samples: list = field(default_factory=list)     # dicts for ShardWriter
     skipped: Counter = field(default_factory=Counter)
     notes: Counter = field(default_factory=Counter)  # non-fatal fixes (clipped polygons, dropped lines, ...)
+    errors: list = field(default_factory=list)       # [(reason, item, message)] of unexpected exceptions
 
     def skip(self, reason: str, n: int = 1) -> "Result":
         self.skipped[reason] += n
@@ -57,6 +77,9 @@ class Summary:
     skipped: Counter = field(default_factory=Counter)    # reason -> count
     notes: Counter = field(default_factory=Counter)
     shards: list = field(default_factory=list)
+    errors: list = field(default_factory=list)           # first MAX_ERRORS unexpected exceptions (item, message)
+    complete: bool = False                                # the run finished and its shards are in place
+    error: str = ""                                       # why it did not finish
 
     def add(self, r: Result) -> None:
         self.items += 1
@@ -65,15 +88,24 @@ class Summary:
             self.written[json.loads(s["json"])["task"]] += 1
         self.skipped.update(r.skipped)
         self.notes.update(r.notes)
+        for e in r.errors:
+            if len(self.errors) < MAX_ERRORS:
+                self.errors.append(e)
 
     @property
     def total(self) -> int:
         return sum(self.written.values())
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "items": self.items, "items_used": self.items_used, "records": self.total,
-                "written": dict(sorted(self.written.items())), "skipped": dict(sorted(self.skipped.items())),
-                "notes": dict(sorted(self.notes.items())), "shards": self.shards}
+        d = {"name": self.name, "complete": self.complete, "items": self.items, "items_used": self.items_used,
+             "records": self.total, "written": dict(sorted(self.written.items())),
+             "skipped": dict(sorted(self.skipped.items())), "notes": dict(sorted(self.notes.items())),
+             "shards": self.shards}
+        if self.errors:
+            d["errors"] = [{"reason": r, "item": it, "message": m} for r, it, m in self.errors]
+        if not self.complete:
+            d["error"] = self.error
+        return d
 
     def __str__(self) -> str:
         fmt = lambda c: ", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "none"  # noqa: E731
@@ -130,11 +162,15 @@ def map_path(path: str, root: Optional[str], path_map: Iterable[tuple[str, str]]
 def clean_words(raw: Iterable[tuple[str, list, float]], size: tuple, frame: Optional[tuple], res: Result,
                 min_conf: float = 0.0) -> list[dict]:
     """(text, polygon in ``frame`` pixels, conf) -> words in image pixels: scaled from ``frame`` to ``size``,
-    clipped into the image (note ``word_clipped``), degenerate ones dropped (``word_degenerate``)."""
+    clipped into the image (note ``word_clipped``), degenerate ones dropped (``word_degenerate``), ones with
+    a nan/inf coordinate or confidence dropped (``word_nonfinite``)."""
     w, h = size
     sx, sy = (w / frame[0], h / frame[1]) if frame else (1.0, 1.0)
     out = []
     for text, poly, conf in raw:
+        if not all(math.isfinite(v) for p in poly for v in p) or (conf is not None and not math.isfinite(conf)):
+            res.note("word_nonfinite")
+            continue
         if conf is not None and conf < min_conf:
             res.note("word_low_conf")
             continue
@@ -238,11 +274,22 @@ def _imap(fn: Callable, items: Iterable, workers: int, chunksize: int = 8, block
             yield from pool.imap(fn, chunk, chunksize=chunksize)
 
 
+def _item_name(item) -> str:
+    return " ".join(repr(item).split())[:160]
+
+
 def _safe(fn: Callable, item) -> Result:
+    """``fn(item)``; a SkipSample is counted by its reason, any other exception as ``error:<Type>`` (one bad
+    source item never ends a conversion)."""
     try:
         return fn(item)
     except SkipSample as e:
         return Result().skip(e.reason)
+    except Exception as e:  # noqa: BLE001 - counted, listed in the summary, and the run goes on
+        reason = f"error:{type(e).__name__}"
+        res = Result().skip(reason)
+        res.errors.append((reason, _item_name(item), " ".join(str(e).split())[:300]))
+        return res
 
 
 class _Safe:
@@ -255,34 +302,57 @@ class _Safe:
 
 def run(name: str, items: Iterable, fn: Callable, out: str, shard_size: int = 1000, workers: int = 1,
         total: Optional[int] = None, prefix: Optional[str] = None, progress: bool = True) -> Summary:
-    """Convert ``items`` with ``fn`` and write shards ``OUT/<prefix>-%06d.tar``; see the module docstring."""
+    """Convert ``items`` with ``fn`` and write shards ``OUT/<prefix>-%06d.tar``; see the module docstring.
+
+    The summary ``OUT/<prefix>-summary.json`` is written whatever happens; when the run does not finish (an
+    exception, Ctrl-C) it says ``"complete": false`` and why, the shards keep their ``.tar.part`` names (no
+    loader pattern picks them up) and the exception is re-raised."""
     import webdataset as wds
     from tqdm import tqdm
+    prefix = check_prefix(prefix or name)
+    out = os.path.abspath(out)       # absolute: never read as a "pipe:" / URL spec by webdataset's opener
     os.makedirs(out, exist_ok=True)
-    prefix = prefix or name
     summary = Summary(name=name)
-    pattern = os.path.join(out, f"{prefix}-%06d.tar")
-    sink = wds.ShardWriter(pattern, maxcount=max(1, shard_size), verbose=0)
-    shards = [sink.fname]
+    pattern = os.path.join(out.replace("%", "%%"), f"{prefix}-%06d.tar.part")
+    parts: list[str] = []
     try:
-        for res in tqdm(_imap(_Safe(fn), items, workers), total=total, desc=f"convert {name}", unit="item",
-                        disable=not progress):
-            summary.add(res)
-            for s in res.samples:
-                sink.write(s)
-                if sink.fname != shards[-1]:
-                    shards.append(sink.fname)
-        empty_last = sink.count == 0
+        sink = wds.ShardWriter(pattern, maxcount=max(1, shard_size), verbose=0)
+        parts.append(sink.fname)
+        try:
+            for res in tqdm(_imap(_Safe(fn), items, workers), total=total, desc=f"convert {name}", unit="item",
+                            disable=not progress):
+                summary.add(res)
+                for s in res.samples:
+                    sink.write(s)
+                    if sink.fname != parts[-1]:
+                        parts.append(sink.fname)
+            empty_last = sink.count == 0
+        finally:
+            sink.close()
+        if empty_last:
+            os.remove(parts.pop())
+        for p in parts:
+            os.replace(p, p[:-len(".part")])
+        summary.shards = [os.path.basename(p[:-len(".part")]) for p in parts]
+        summary.complete = True
+    except BaseException as e:
+        summary.shards = [os.path.basename(p) for p in parts if os.path.exists(p)]
+        summary.error = ("interrupted" if isinstance(e, KeyboardInterrupt) else
+                         f"{type(e).__name__}: {' '.join(str(e).split())[:300]}") + \
+            "; the shards listed are partial (.tar.part) and not used by the loader: convert again"
+        raise
     finally:
-        sink.close()
-    if empty_last:
-        os.remove(shards.pop())
-    summary.shards = [os.path.basename(s) for s in shards]
-    with open(os.path.join(out, f"{prefix}-summary.json"), "w", encoding="utf-8") as f:
-        json.dump(summary.to_dict(), f, indent=1, ensure_ascii=False)
+        _write_summary(summary, os.path.join(out, f"{prefix}-summary.json"))
     return summary
+
+
+def _write_summary(summary: Summary, path: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(summary.to_dict(), f, indent=1, ensure_ascii=False)
+    os.replace(tmp, path)
 
 
 # re-exported for converters
 __all__ = ["SkipSample", "Result", "Summary", "ImageRef", "read_image", "map_path", "clean_words", "TaskOptions",
-           "task_records", "parse_tasks", "run", "OUTPUT_TASKS", "make_sample", "new_record"]
+           "task_records", "parse_tasks", "run", "check_prefix", "OUTPUT_TASKS", "make_sample", "new_record"]

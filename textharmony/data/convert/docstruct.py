@@ -39,7 +39,7 @@ def task_of(task_name: str, first_prompt: str) -> str:
 
 def grounding_words(messages: list[dict], size: tuple) -> list[dict]:
     """``<ocr> text </ocr>`` paired with ``<bbox>`` (either side of the exchange) -> pixel words."""
-    text = "\n".join(m.get("content", "") for m in messages)
+    text = "\n".join(m["content"] for m in messages if isinstance(m, dict) and isinstance(m.get("content"), str))
     texts = [" ".join(t.split()) for t in _OCR_RE.findall(text)]
     boxes = [nums for kind, nums, _ in parse_regions(text) if kind == "bbox"]
     w, h = size
@@ -62,15 +62,19 @@ class DocStructConverter:
     def __call__(self, item: tuple[str, int, str]) -> Result:
         fname, line_no, line = item
         res = Result()
+        if line is None:                  # items(): the line is not UTF-8
+            return res.skip("text_not_utf8")
         try:
             rec = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             return res.skip("json_invalid")
         if not isinstance(rec, dict) or not isinstance(rec.get("messages"), list) or not rec["messages"]:
             return res.skip("bad_turns")
         images = rec.get("image") or []
         if isinstance(images, str):
             images = [images]
+        if not isinstance(images, list) or not all(isinstance(p, str) for p in images):
+            return res.skip("json_invalid")
         turns = []
         for m in rec["messages"]:
             if not isinstance(m, dict) or m.get("role") not in ("user", "assistant") or \
@@ -93,6 +97,8 @@ class DocStructConverter:
         task = task_of(rec.get("task_name", ""), turns[0]["content"])
         words = grounding_words(rec["messages"], image.size) if task in ("detect", "recognize") else []
         all_text = " ".join(strip_tags(t["content"]) for t in turns)
+        if not isinstance(rec.get("task_name", ""), str):
+            return res.skip("json_invalid")
         meta = {k: rec[k] for k in ("task_name", "dataset_name", "model_answer", "gt_answer") if k in rec}
         meta["image"] = images[0]
         out = new_record(task, turns, id=f"{os.path.basename(fname)}:{line_no}", lang=detect_lang(all_text),
@@ -103,11 +109,17 @@ class DocStructConverter:
         return res
 
 
-def items(paths: list[str]) -> Iterator[tuple[str, int, str]]:
-    """(file, line number, line) for every non-empty line of the JSONL files."""
+def items(paths: list[str]) -> Iterator[tuple[str, int, Optional[str]]]:
+    """(file, line number, line) for every non-empty line of the JSONL files; ``line`` is None for a line
+    that is not UTF-8 (skipped ``text_not_utf8`` by the converter: one bad line never ends the file)."""
     for p in paths:
-        with open(p, encoding="utf-8") as f:
-            for i, line in enumerate(f):
+        with open(p, "rb") as f:
+            for i, raw in enumerate(f):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    yield p, i, None
+                    continue
                 if line.strip():
                     yield p, i, line
 
@@ -122,7 +134,7 @@ def count_lines(paths: list[str]) -> Optional[int]:
     n = 0
     try:
         for p in paths:
-            with open(p, encoding="utf-8") as f:
+            with open(p, "rb") as f:
                 n += sum(1 for ln in f if ln.strip())
     except OSError:
         return None

@@ -85,14 +85,19 @@ class TextHarmonyConverter:
         rng = random.Random(f"{self.opts.seed}/{self.source}/{idx}")
         try:
             if task == "TextToImage":
+                if not isinstance(x.get("caption", ""), str):
+                    return res.skip("t2i:caption_not_string")
                 target = read_image(self.path(x["target_image"]))
-                caption = str(x.get("caption", "")).strip()
+                caption = x.get("caption", "").strip()
                 rec = new_record("t2i", [], id=str(idx), lang=detect_lang(caption), size=list(target.size),
                                  caption=caption, source=self.source, split=self.split, meta={"task_name": task})
                 rec["turns"] = make_turns("t2i", rec, rng, paraphrase=self.opts.paraphrase)
                 res.samples.append(make_sample(f"{self.source}_{idx}_t2i", rec, target=(target.data, target.ext)))
             elif task == "TextEdit":
-                word = str(x.get("target_word") or x.get("word") or "").strip()
+                word = x.get("target_word") or x.get("word") or ""
+                if not isinstance(word, str):
+                    return res.skip("edit:word_not_string")
+                word = word.strip()
                 if not word:
                     return res.skip("edit:no_word")
                 inp = read_image(self.path(x["image"]), keep=True)
@@ -115,10 +120,13 @@ class TextHarmonyConverter:
                 task_records(res, str(idx), image, words, "", lang, self.source, opts,
                              meta={"task_name": task}, words_reason=reason)
             elif task == "VQA":
-                image = read_image(self.path(x["image"]))
-                q, a = str(x.get("question", "")).strip(), str(x.get("answer", "")).strip()
+                q, a = x.get("question", ""), x.get("answer", "")
+                if not isinstance(q, str) or not isinstance(a, str):     # never stringified ("5", "None", ...)
+                    return res.skip("vqa_not_string")
+                q, a = q.strip(), a.strip()
                 if not q or not a:
                     return res.skip("vqa:no_qa")
+                image = read_image(self.path(x["image"]))
                 rec = new_record("vqa", [{"role": "user", "content": f"{IMAGE_TOKEN}\n{q}"},
                                          {"role": "assistant", "content": a}], id=str(idx),
                                  lang=detect_lang(q, a), size=list(image.size), source=self.source,
@@ -134,8 +142,13 @@ class TextHarmonyConverter:
     def inference(self, idx: int, x: dict) -> Result:
         res = Result()
         sents, images = x.get("sentences") or [], x.get("images") or []
+        if not isinstance(sents, list) or not all(isinstance(t, str) for t in sents) or \
+                not isinstance(images, list) or not all(isinstance(t, str) for t in images):
+            return res.skip("json_invalid")
         ixs = x.get("sentence_ixs") or list(range(len(images)))
         first = x.get("image_first") or [True] * len(images)
+        if not isinstance(first, list):
+            return res.skip("json_invalid")
         gen_images = x.get("generate_mode") == "generate_images"
         inputs = images[:-1] if gen_images else images
         text = " ".join(str(s) for s in sents).strip()
