@@ -21,6 +21,17 @@ class ConfigError(ValueError):
     """A configuration problem, with a one-line message naming the key."""
 
 
+def _check_range(section: str, obj: Any, minimum: dict) -> None:
+    """One-line ConfigError for the first field of ``obj`` below its minimum (``{field: min}``), or that is
+    not a finite number (sizes and counts only: a bad type is reported by :func:`from_dict` first)."""
+    for key, lo in minimum.items():
+        v = getattr(obj, key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if v != v or v in (float("inf"), float("-inf")) or v < lo:
+            raise ConfigError(f"config key '{section}.{key}' must be >= {lo}, got {v!r}")
+
+
 # --------------------------------------------------------------------------- model
 @dataclass
 class VisionConfig:
@@ -72,6 +83,9 @@ class ConnectorConfig:
     depth: int = 2                              # resampler only
     heads: int = 8                              # resampler only
 
+    def __post_init__(self):
+        _check_range("connector", self, {"num_queries": 1, "depth": 0, "heads": 1})
+
 
 @dataclass
 class LLMConfig:
@@ -82,6 +96,15 @@ class LLMConfig:
     num_image_queries: int = 32                 # N learned query embeddings after <boi>
     max_length: int = 2048
     chat_system: str = "A chat between a user and an assistant that reads and writes text in images."
+    # text generation defaults (generate_texts uses them when the caller passes none); 1 / 1.0 = greedy, as before
+    gen_num_beams: int = 1                      # beam search width (the release: 5)
+    gen_repetition_penalty: float = 1.0         # HF repetition_penalty, > 0; 1.0 = off (the release: 1.3)
+
+    def __post_init__(self):
+        _check_range("llm", self, {"num_image_queries": 1, "max_length": 1, "gen_num_beams": 1})
+        p = self.gen_repetition_penalty
+        if isinstance(p, (int, float)) and not isinstance(p, bool) and not 0 < p < float("inf"):
+            raise ConfigError(f"config key 'llm.gen_repetition_penalty' must be a finite number > 0, got {p!r}")
 
 
 @dataclass
@@ -111,6 +134,9 @@ class MapperConfig:
     depth: int = 1
     heads: int = 8
 
+    def __post_init__(self):
+        _check_range("mapper", self, {"context_tokens": 1, "depth": 0, "heads": 1})
+
 
 @dataclass
 class DecoderConfig:
@@ -131,6 +157,15 @@ class DecoderConfig:
     min_snr_gamma: float = 0.0                  # 0: off
     default_steps: int = 25
     default_guidance: float = 5.0
+
+    def __post_init__(self):
+        # refused at load, not at the first generation: a zero or negative size builds, then fails deep inside
+        _check_range("decoder", self, {"resolution": 1, "default_steps": 1, "default_guidance": 0.0,
+                                       "cfg_drop": 0.0, "lambda_img": 0.0, "min_snr_gamma": 0.0})
+        if self.cfg_drop > 1:
+            raise ConfigError(f"config key 'decoder.cfg_drop' must be a probability in [0, 1], got {self.cfg_drop!r}")
+        if self.sampler not in ("dpm", "ddim"):
+            raise ConfigError(f"config key 'decoder.sampler' must be 'dpm' or 'ddim', got {self.sampler!r}")
 
 
 @dataclass

@@ -14,6 +14,12 @@ answer ``<boi>``. Answer formats (boxes: see :mod:`textharmony.data.boxes`, 0..9
   edit       ``<boi>`` (prompt as the release: ``Fill the masked part in this image with "WORD".``)
 Index 0 of every template list is the canonical wording (the release's where it has one);
 ``paraphrase=False`` always uses it (evaluation parity).
+
+The release's own prompts (bytedance/TextHarmony, ``custom_datasets/all_mixed_dataset.py``) are among the
+paraphrases: its five OCR templates in :data:`RELEASE_OCR_PROMPTS` (their answers, polygons in a 448-px frame,
+are read by ``boxes.parse_output``), its caption templates. Its other text-to-image wordings are left out: the
+release trains only on index 0 (``templates['TextToImage'][0]``), and under ``slide_lora.mode: rule`` a prompt
+without "Generate an image" would be routed to the text expert.
 """
 from __future__ import annotations
 
@@ -39,6 +45,7 @@ PROMPTS: dict[tuple[str, str], list[str]] = {
         "Find every word in this image and give its polygon, one per line.",
         "Where is the text in this image? List one polygon per word.",
         "Locate each word in the picture. Answer with one polygon per line.",
+        "Locate all the text in this image.",                                        # the release's
     ],
     ("detect", "zh"): [
         "检测图中所有文字的位置，每行输出一个多边形。",
@@ -50,6 +57,7 @@ PROMPTS: dict[tuple[str, str], list[str]] = {
         "Spot the text: list every word followed by its polygon, one per line.",
         "Read each word in this image and tell me where it is.",
         "What text is in this image and where? One word and its polygon per line.",
+        "Locate and extract all the text in this image.",                            # the release's
     ],
     ("spot", "zh"): [
         "识别图中所有文字，并给出每个词的位置。",
@@ -61,6 +69,7 @@ PROMPTS: dict[tuple[str, str], list[str]] = {
         "Read the text in the image.",
         "Recognize all the text in this image.",
         "Transcribe the text in this picture.",
+        "Extract all the text in this image.",                                       # the release's
     ],
     ("recognize", "zh"): [
         "图中写了什么？",
@@ -71,6 +80,7 @@ PROMPTS: dict[tuple[str, str], list[str]] = {
         "What is the text in the region {box}?",
         "Recognize the text in the bounding box {box}.",
         "Read the word inside {box}.",
+        "What is the text in {box} in this image?",                                  # the release's
     ],
     ("recognize_box", "zh"): [
         "区域{box}中的文字是什么？",
@@ -81,6 +91,15 @@ PROMPTS: dict[tuple[str, str], list[str]] = {
         "Describe this image.",
         "Write a short caption for this image.",
         "What does this image show? Mention any text in it.",
+        # the release's ImageCaption templates (its "Generate a title ..." asks for something else)
+        "Generate a caption for this image.",
+        "Create a descriptive caption for this picture.",
+        "Provide a caption for this visual.",
+        "Compose a caption that describes this image.",
+        "Craft a descriptive phrase for this picture.",
+        "Generate a caption that encapsulates this image.",
+        "Create a brief description for this graphic.",
+        "Produce a caption that captures the essence of this image.",
     ],
     ("caption", "zh"): [
         "描述这张图片。",
@@ -109,6 +128,17 @@ PROMPTS: dict[tuple[str, str], list[str]] = {
         '把图中遮挡的区域替换为文字"{word}"。',
     ],
 }
+# The release's OCR templates (``_get_ocr``) by the task here that answers them; the release writes ``{box}`` and
+# its answers' polygons as ``[[x, y], ...]`` in a 448-px frame (boxes.words_to_release_text), its recognize
+# answer as ``str(list_of_words)``; ``locate_word`` (answer: that word's polygon) has no task here.
+RELEASE_OCR_PROMPTS = {
+    "recognize_box": "What is the text in {box} in this image?",
+    "locate_word": 'Where is "{word}" in this image?',
+    "recognize": "Extract all the text in this image.",
+    "detect": "Locate all the text in this image.",
+    "spot": "Locate and extract all the text in this image.",
+}
+RELEASE_NO_TEXT = "No text detected in this image."     # the release's answer for an image without words
 TEXT_CLAUSE = {"en": "Text: {words}.", "zh": "文字：{words}。"}
 NO_CAPTION = {"en": "An image with the text {words}.", "zh": "一张写有{words}的图片。"}
 MAX_T2I_WORDS = 8

@@ -38,8 +38,12 @@ def _pixels(model, images: list[Image.Image]) -> torch.Tensor | None:
 @torch.no_grad()
 def generate_texts(model, images_list: list[list[Image.Image]], prompts: list, max_new_tokens: int = 64,
                    do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-                   seed: int | None = None) -> list[str]:
-    """Batched, left-padded, KV-cached generation. Stops at EOS (or ``<boi>``) or ``max_new_tokens``."""
+                   seed: int | None = None, num_beams: int | None = None,
+                   repetition_penalty: float | None = None) -> list[str]:
+    """Batched, left-padded, KV-cached generation. Stops at EOS (or ``<boi>``) or ``max_new_tokens``.
+
+    ``num_beams`` / ``repetition_penalty`` default to the model's ``llm.gen_num_beams`` /
+    ``llm.gen_repetition_penalty`` (1 / 1.0: plain greedy or sampling, passed to HF only when not 1)."""
     ids = model.ids
     turns = [_user_turns(p, len(ims)) for p, ims in zip(prompts, images_list)]
     encs = [_encode(model, t, True) for t in turns]
@@ -55,6 +59,13 @@ def generate_texts(model, images_list: list[list[Image.Image]], prompts: list, m
     if seed is not None:
         torch.manual_seed(seed)
     gen_kw = dict(do_sample=do_sample, temperature=temperature, top_p=top_p) if do_sample else dict(do_sample=False)
+    c = model.cfg.llm
+    num_beams = c.gen_num_beams if num_beams is None else num_beams
+    repetition_penalty = c.gen_repetition_penalty if repetition_penalty is None else repetition_penalty
+    if num_beams != 1:
+        gen_kw["num_beams"] = num_beams
+    if repetition_penalty != 1.0:
+        gen_kw["repetition_penalty"] = repetition_penalty
     with model.routing(embeds, am.bool(), [_first_user_text(t) for t in turns]):
         out = model.llm.generate(inputs_embeds=embeds, attention_mask=am, max_new_tokens=max_new_tokens,
                                  eos_token_id=[ids.eos, ids.boi], pad_token_id=ids.pad, **gen_kw)
