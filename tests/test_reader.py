@@ -191,3 +191,23 @@ def test_shipped_model_reads_words_rendered_here():
     page.paste(images[0], (150, 80))
     w, h = images[0].size
     assert pipe.ocr(page, box=(150, 80, 150 + w, 80 + h)) == answers[0]
+
+
+# --------------------------------------------------------------------------- the held-out suite
+@pytest.mark.parametrize("model", ["embedded", "ocr:tesseract"])
+def test_words_heldout_suite_scores_every_subset(tmp_path, model):
+    import json
+    import sys
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import eval as ev
+    out = tmp_path / "out"
+    assert ev.main(["--model", model, "--suite", "words-heldout", "--limit", "6", "--data", str(tmp_path / "d"),
+                    "--out", str(out), "--no-progress", "--quiet"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    for sub in ("en-font", "en-train-font", "zh-font"):
+        assert 0.0 <= m["metrics"][f"{sub}/word_accuracy"] <= 1.0 and m["other"][f"{sub}/crops"] == 2
+    recs = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    from textharmony.data.wordcrops import is_heldout
+    assert len(recs) == 6 and all(is_heldout(r["reference"]) for r in recs)
+    assert ev.main(["--model", model, "--suite", "words-heldout", "--subset", "xx", "--data", str(tmp_path / "d"),
+                    "--out", str(tmp_path / "o2"), "--quiet"]) == 2

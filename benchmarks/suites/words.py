@@ -3,7 +3,7 @@
 The set is rendered once (then reused) into ``--data`` (default ``outputs/eval/data/words-heldout``) by the
 training renderer itself (``textharmony.data.wordcrops.heldout_set``: the same sizes, colours, noise, blur
 and JPEG artefacts as training), as PNG crops with a ``words.json`` index. Three subsets (``--subset``,
-default all), ``--limit`` crops each (300 without it):
+default all), 300 crops each (``--limit N``: N in all, spread evenly over the subsets):
 
 ===============  ======================================================================================
 en-font          English held-out words (``wordcrops.is_heldout``: never drawn for training), in the
@@ -13,8 +13,9 @@ zh-font          Chinese held-out words and held-out random 3-4 character string
                  in the held-out CJK font (Droid Sans Fallback)
 ===============  ======================================================================================
 
-Each crop is read with ``ocr`` and its own full box (recognise-only on the known crop: what an OCR engine's
-recognition mode does, so ``--model ocr:tesseract`` / ``ocr:rapidocr`` are comparable baselines). Metrics
+Each crop is read with ``ocr``, its own full box (recognise-only on the known crop: what an OCR engine's
+recognition mode does, so ``--model ocr:tesseract`` / ``ocr:rapidocr`` are comparable baselines) and its
+language (``lang``, what ``infer.py ocr --lang`` sets: the prompt's language for a model). Metrics
 per subset: word accuracy (exact, case-sensitive), case-insensitive accuracy, 1-NED; CER in ``other``.
 """
 from __future__ import annotations
@@ -70,34 +71,40 @@ class WordsHeldoutSuite(Suite):
 
     def load(self, data, opts):
         root = data or DEFAULT_DIR
-        n = opts.limit or DEFAULT_N
-        notes: list[str] = []
-        idx = ensure_words(root, n, notes)
         want = getattr(opts, "subset", None)
         subsets = [s.strip() for s in want.split(",")] if want else list(SUBSETS)
         bad = [s for s in subsets if s not in SUBSETS]
         if bad:
             raise DataError(f"--subset {want!r}: words-heldout has subsets {', '.join(SUBSETS)}")
-        per: dict = {}
-        samples = []
+        # --limit N counts samples over all chosen subsets (the runner keeps the first N): render
+        # ceil(N / subsets) per subset and interleave them, so the first N cover every subset evenly
+        n = -(-opts.limit // len(subsets)) if opts.limit else DEFAULT_N
+        notes: list[str] = []
+        idx = ensure_words(root, n, notes)
+        per: dict = {name: [] for name in subsets}
         for it in idx["items"]:
-            k = per.get(it["subset"], 0)
-            if it["subset"] in subsets and k < n:
-                samples.append({**it, "image": os.path.join(root, it["image"])})
-            per[it["subset"]] = k + 1
+            if it["subset"] in per and len(per[it["subset"]]) < n:
+                per[it["subset"]].append({**it, "image": os.path.join(root, it["image"])})
+        samples = [s for group in zip(*per.values()) for s in group]
         notes.append(f"fonts: {idx['fonts']}")
         return samples, notes
 
     def predict(self, ctx, batch):
+        """Each crop with its own full box and its language (``lang``: the prompt's language, as a user's
+        ``--lang``); one ``ctx.read`` per language in the batch."""
         from PIL import Image
-        images, boxes = [], []
-        for s in batch:
-            with Image.open(s["image"]) as im:
-                images.append(im.convert("RGB"))
-            boxes.append((0, 0, images[-1].width, images[-1].height))
-        res = ctx.read("ocr", images, boxes=boxes)
-        return [{"id": s["id"], "subset": s["subset"], "lang": s["lang"], "reference": s["text"],
-                 "prediction": r.get("text", "")} for s, r in zip(batch, res)]
+        out: dict = {}
+        for lang in dict.fromkeys(s["lang"] for s in batch):
+            group = [s for s in batch if s["lang"] == lang]
+            images = []
+            for s in group:
+                with Image.open(s["image"]) as im:
+                    images.append(im.convert("RGB"))
+            res = ctx.read("ocr", images, boxes=[(0, 0, im.width, im.height) for im in images], lang=lang)
+            for s, r in zip(group, res):
+                out[s["id"]] = {"id": s["id"], "subset": s["subset"], "lang": s["lang"], "reference": s["text"],
+                                "prediction": r.get("text", "")}
+        return [out[s["id"]] for s in batch]
 
     def score(self, records, opts):
         from textharmony.metrics.recognition import cer, ned, word_accuracy
