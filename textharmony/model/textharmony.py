@@ -3,7 +3,8 @@
 Batch (from ``textharmony.data.collate``; shapes: B rows, L tokens, M input images, G output images):
   input_ids (B, L) with K ``<image>`` ids per input image and ``<boi>`` + N ``<img_q>`` + ``<eoi>`` per output,
   attention_mask (B, L), labels (B, L) (-100 = no loss), prompt_mask (B, L) bool (optional),
-  pixel_values (M, 3, H, W) ViT-normalised, ctc_labels (M, T) target ids per image (-100 = pad; optional), gen_target / gen_masked (G, 3, R, R) in [-1, 1],
+  pixel_values (M, 3, H, W) ViT-normalised, ctc_labels (M, T) target ids per image (-100 = pad; optional),
+  gen_target / gen_masked (G, 3, R, R) in [-1, 1],
   gen_mask (G, 1, R, R) in {0, 1}, is_image_output (B,) bool (optional), prompt_text list[str] (optional).
 """
 from __future__ import annotations
