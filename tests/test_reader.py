@@ -211,3 +211,20 @@ def test_words_heldout_suite_scores_every_subset(tmp_path, model):
     assert len(recs) == 6 and all(is_heldout(r["reference"]) for r in recs)
     assert ev.main(["--model", model, "--suite", "words-heldout", "--subset", "xx", "--data", str(tmp_path / "d"),
                     "--out", str(tmp_path / "o2"), "--quiet"]) == 2
+
+
+def test_mixed_prompt_language_and_its_validation(tmp_path):
+    from textharmony.data.tasks import PROMPTS
+    from textharmony.data.wordcrops import record_for
+    from textharmony.train.config import load_train_config
+    from textharmony.train.data import build_dataloader  # noqa: F401  (the factory that reads the option)
+    rng = random.Random(0)
+    zh_prompts = {"<image>\n" + p for p in PROMPTS[("recognize", "zh")]}
+    firsts = [record_for("abc", "en", rng, "mixed")["turns"][0]["content"] for _ in range(40)]
+    assert any(f in zh_prompts for f in firsts) and not all(f in zh_prompts for f in firsts)
+    assert all(record_for("abc", "en", rng)["turns"][0]["content"] not in zh_prompts for _ in range(20))
+    stage2 = str(ROOT / "configs" / "train" / "reader_stage2.yaml")
+    assert load_train_config(stage2).data["words"]["prompt_lang"] == "mixed"
+    with pytest.raises(ConfigError, match="prompt_lang"):
+        from textharmony.train.config import data_config
+        data_config(load_train_config(stage2, ["data.words.prompt_lang=both"]))

@@ -231,10 +231,13 @@ def heldout_set(n: int = 200, lang: str = "en", fonts: str = "heldout", seed: in
     return out
 
 
-def record_for(text: str, lang: str, rng: random.Random) -> dict:
+def record_for(text: str, lang: str, rng: random.Random, prompt_lang: str = "text") -> dict:
+    """``prompt_lang``: ``text`` = the prompt in the text's language; ``mixed`` = English or Chinese at random
+    (so the reader reads either script whatever the prompt's language)."""
     from .tasks import prompt
+    plang = lang if prompt_lang == "text" else rng.choice(("en", "zh"))
     return {"task": "recognize", "lang": lang, "words": [{"text": text}], "ctc": True,
-            "turns": [{"role": "user", "content": "<image>\n" + prompt("recognize", lang, rng)},
+            "turns": [{"role": "user", "content": "<image>\n" + prompt("recognize", plang, rng)},
                       {"role": "assistant", "content": text}]}
 
 
@@ -258,7 +261,7 @@ class WordCropStream:
     then overlaps the training step on a second core). Batch ``i`` depends on nothing but ``(seed, rank, i)``."""
 
     def __init__(self, collator, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 zh: float = 0.2, workers: int = 1, prefetch: int = 4):
+                 zh: float = 0.2, workers: int = 1, prefetch: int = 4, prompt_lang: str = "text"):
         self.collator, self.batch_size = collator, batch_size
         self.seed, self.rank, self.world = seed, rank, world_size
         self.sampler = TextSampler(zh=zh)
@@ -266,6 +269,9 @@ class WordCropStream:
         self.index = 0
         self.epoch = 0
         self.workers, self.prefetch = min(int(workers), 1), prefetch
+        if prompt_lang not in ("text", "mixed"):
+            raise ValueError(f"data.words.prompt_lang must be 'text' or 'mixed', got {prompt_lang!r}")
+        self.prompt_lang = prompt_lang
         self._it = None
 
     def __iter__(self):
@@ -277,7 +283,7 @@ class WordCropStream:
         for _ in range(self.batch_size):
             text, lang = self.sampler(rng)
             img = render_crop(text, pick_font(text, lang, self.fonts, rng), rng)
-            out.append((record_for(text, lang, rng), {"input": img}))
+            out.append((record_for(text, lang, rng, self.prompt_lang), {"input": img}))
         return out
 
     def __next__(self) -> dict:

@@ -192,8 +192,11 @@ def data_config(cfg: TrainConfig, model_cfg: ModelConfig | None = None):
     except ImportError:
         DataConfig = None
     if source == "words":       # rendered word crops (textharmony.data.wordcrops); options: zh (share)
-        if not isinstance(words, dict) or set(words) - {"zh", "workers"}:
-            raise ConfigError("config key 'data.words' may only hold 'zh' (Chinese share) and 'workers' (render processes, 0 or 1)")
+        if not isinstance(words, dict) or set(words) - {"zh", "workers", "prompt_lang"}:
+            raise ConfigError("config key 'data.words' may only hold 'zh' (Chinese share), 'workers' (render processes, "
+                              "0 or 1) and 'prompt_lang' (text | mixed)")
+        if words.get("prompt_lang", "text") not in ("text", "mixed"):
+            raise ConfigError(f"config key 'data.words.prompt_lang' must be 'text' or 'mixed', got {words['prompt_lang']!r}")
         memory = words
     if DataConfig is None:
         out = {"batch_size": 8, "seed": 0, **d}

@@ -202,7 +202,8 @@ def build_dataloader(train_cfg, model, rank: int = 0, world_size: int = 1) -> Ba
         from ..data.wordcrops import WordCropStream
         with preserve_rng():
             return WordCropStream(_collator(model, dcfg), dcfg.batch_size, dcfg.seed, rank, world_size,
-                                  zh=float(memory.get("zh", 0.2)), workers=int(memory.get("workers", 1)))
+                                  zh=float(memory.get("zh", 0.2)), workers=int(memory.get("workers", 1)),
+                                  prompt_lang=str(memory.get("prompt_lang", "text")))
     if source == "memory":
         recs = memory_records(int(memory.get("num_samples", 48)), int(memory.get("seed", dcfg.seed)),
                               size=max(dcfg.image_size, dcfg.resolution),
