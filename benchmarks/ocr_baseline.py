@@ -67,8 +67,8 @@ def _suite_langs(suite_name: str, opts) -> list[str]:
     if suite_name == "synthetic-heldout":
         return [x.strip() for x in (getattr(opts, "lang", None) or "en,zh").split(",") if x.strip()]
     if suite_name == "words-heldout":
-        sub = getattr(opts, "subset", None) or ""
-        return ["zh"] if sub == "zh-font" else (["en"] if sub.startswith("en") and "zh" not in sub else ["en", "zh"])
+        subs = [x.strip() for x in (getattr(opts, "subset", None) or "en-font,zh-font").split(",")]
+        return sorted({"zh" if x.startswith("zh") else "en" for x in subs})
     return ["en"]          # icdar2015, totaltext: English
 
 

@@ -23,7 +23,9 @@ import zlib
 from functools import lru_cache
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw, ImageFilter
+from torch.utils.data import DataLoader, IterableDataset
 
 from ..charset import COMMON_ZH_CHARS
 from .fonts import font_split, supported_ascii
@@ -241,10 +243,11 @@ def record_for(text: str, lang: str, rng: random.Random, prompt_lang: str = "tex
                       {"role": "assistant", "content": text}]}
 
 
-class _Batches:
+class _Batches(IterableDataset):
     """Batches ``start, start+1, ...`` of a :class:`WordCropStream` (run in a DataLoader worker process)."""
 
     def __init__(self, stream: "WordCropStream", start: int):
+        super().__init__()
         self.stream, self.start = stream, start
 
     def __iter__(self):
@@ -291,17 +294,8 @@ class WordCropStream:
             batch = self.collator(self.samples(self.index))
         else:
             if self._it is None:
-                import torch
-                from torch.utils.data import DataLoader, IterableDataset
-
-                class _DS(IterableDataset):
-                    def __init__(s, b):
-                        s.b = b
-
-                    def __iter__(s):
-                        return iter(s.b)
                 rng = torch.get_rng_state()          # the DataLoader draws its base seed from torch's RNG
-                self._it = iter(DataLoader(_DS(_Batches(self, self.index)), batch_size=None, num_workers=1,
+                self._it = iter(DataLoader(_Batches(self, self.index), batch_size=None, num_workers=1,
                                            prefetch_factor=self.prefetch))
                 torch.set_rng_state(rng)
             i, batch = next(self._it)

@@ -23,23 +23,22 @@ def _vision_only(model: nn.Module) -> nn.Module:
     return getattr(model, "vision_model", model) if hasattr(model, "text_model") else model
 
 
+def _pair(v) -> tuple[int, int]:
+    return (int(v[0]), int(v[1])) if isinstance(v, (list, tuple)) else (int(v), int(v))
+
+
 class ConvStem(nn.Sequential):
     """conv3x3 + BatchNorm + GELU per stage; ``strides`` [(sh, sw), ...] (anisotropic: keep width for text).
     (M, 3, H, W) -> (M, channels[-1], H / prod(sh), W / prod(sw))."""
 
     def __init__(self, channels: list, strides: list):
+        strides = [_pair(s) for s in strides]
         layers, c_in = [], 3
         for c, s in zip(channels, strides):
-            s = tuple(s) if isinstance(s, (list, tuple)) else (int(s), int(s))
             layers += [nn.Conv2d(c_in, int(c), 3, s, 1), nn.BatchNorm2d(int(c)), nn.GELU()]
             c_in = int(c)
         super().__init__(*layers)
-        self.stride = (int(np.prod([(s[0] if isinstance(s, (list, tuple)) else s) for s in strides])),
-                       int(np.prod([(s[1] if isinstance(s, (list, tuple)) else s) for s in strides])))
-
-
-def _pair(v) -> tuple[int, int]:
-    return (int(v[0]), int(v[1])) if isinstance(v, (list, tuple)) else (int(v), int(v))
+        self.stride = (int(np.prod([s[0] for s in strides])), int(np.prod([s[1] for s in strides])))
 
 
 class VisionTower(nn.Module):

@@ -28,14 +28,10 @@ def read_crops(model, images, prompt: str, batch_size: int = 100, max_new_tokens
     return out
 
 
-def cer(preds: list[str], refs: list[str]) -> float:
-    from rapidfuzz.distance import Levenshtein
-    return sum(Levenshtein.distance(p, r) for p, r in zip(preds, refs)) / max(1, sum(len(r) for r in refs))
-
-
 @torch.no_grad()
 def heldout_reading(model, n: int = 100) -> dict:
     from ..data.tasks import PROMPTS
+    from ..metrics.recognition import cer, word_accuracy
     was = model.training
     model.eval()
     try:
@@ -44,9 +40,9 @@ def heldout_reading(model, n: int = 100) -> dict:
             lang = "zh" if name.startswith("zh") else "en"
             preds = read_crops(model, [im for im, _ in items], PROMPTS[("recognize", lang)][0])
             refs = [t for _, t in items]
-            res[f"{name}/acc"] = sum(p == r for p, r in zip(preds, refs)) / len(refs)
+            res[f"{name}/acc"] = word_accuracy(preds, refs)
             if lang == "en":
-                res[f"{name}/acc_ci"] = sum(p.lower() == r.lower() for p, r in zip(preds, refs)) / len(refs)
+                res[f"{name}/acc_ci"] = word_accuracy(preds, refs, case_sensitive=False)
             res[f"{name}/cer"] = cer(preds, refs)
             res[f"{name}/example"] = f"{refs[0]!r}->{preds[0]!r}"
         return res
