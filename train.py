@@ -55,7 +55,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     except torch.OutOfMemoryError:
-        bs = cfg.data.get("batch_size", "?")
+        bs = cfg.data.batch_size
         print(f"out of GPU memory: lower data.batch_size (now {bs}) and raise optim.grad_accum_steps "
               f"(now {cfg.optim.grad_accum_steps}), lower decoder.resolution / vision.image_size or "
               f"llm.max_length (model.overrides), set gradient_checkpointing=true (now {cfg.gradient_checkpointing}), "

@@ -4,7 +4,8 @@ Three sample kinds, the unified model's training mix:
   ``text``  text output: an input image + "What is written?" -> the word (OCR answer);
   ``t2i``   image output: "Draw the word '...'." -> ``<boi>`` (+ N queries), empty masked image, full mask;
   ``edit``  image output: an input image + "Fill the masked part ..." -> ``<boi>``, masked image, band mask.
-Built on :func:`textharmony.sequence.encode_conversation`, the same encoder the collator and inference use.
+A thin wrapper over the training collator (:meth:`textharmony.data.collate.Collator.encode_parts`): the same
+batch builder as training and generation.
 
     samples = mixed_samples(model, 6)                 # text, t2i, edit, text, t2i, edit
     batch = make_batch(model, samples)                # dict of tensors (see TextHarmonyModel's docstring)
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image, ImageDraw
 
-from textharmony.sequence import IGNORE_INDEX, encode_conversation
+from textharmony.data.collate import Collator
 
 KINDS = ("text", "t2i", "edit")
 WORDS = ("OPEN", "SHUT", "EXIT", "SALE", "CAFE", "STOP", "PUSH", "PULL")
@@ -68,31 +69,10 @@ def mixed_samples(model, n: int) -> list[Sample]:
 
 
 def make_batch(model, samples: list[Sample]) -> dict:
-    """Right-padded batch in the collator's format (``input_ids``, ``labels``, ``attention_mask``,
-    ``prompt_mask``, ``pixel_values``, ``is_image_output``, ``prompt_text``, ``gen_*``)."""
-    c = model.cfg.llm
-    encs = [encode_conversation(model.tokenizer, s.turns, model.num_image_tokens, c.num_image_queries,
-                                system=c.chat_system, max_length=c.max_length) for s in samples]
-    L, B = max(len(e.input_ids) for e in encs), len(samples)
-    ids = torch.full((B, L), model.ids.pad)
-    lab = torch.full((B, L), IGNORE_INDEX)
-    am = torch.zeros((B, L), dtype=torch.long)
-    pm = torch.zeros((B, L), dtype=torch.bool)
-    for i, e in enumerate(encs):
-        n = len(e.input_ids)
-        ids[i, :n], lab[i, :n], am[i, :n] = torch.tensor(e.input_ids), torch.tensor(e.labels), 1
-        pm[i, :next(k for k, v in enumerate(e.labels) if v != IGNORE_INDEX)] = True
-    imgs = [im for s in samples for im in s.images]
-    gens = [(i, s.gen) for i, s in enumerate(samples) if s.gen is not None]
-    batch = {"input_ids": ids, "labels": lab, "attention_mask": am, "prompt_mask": pm,
-             "pixel_values": torch.stack([model.processor.vit(im) for im in imgs]) if imgs else None,
-             "is_image_output": torch.tensor([s.is_image_output for s in samples]),
-             "prompt_text": [s.turns[0]["content"] for s in samples]}
-    if gens:
-        for k, key in enumerate(("gen_target", "gen_masked", "gen_mask")):
-            batch[key] = torch.stack([g[k] for _, g in gens])
-        batch["gen_sample"] = torch.tensor([i for i, _ in gens])
-    return batch
+    """The collator's right-padded batch of ``samples`` (``input_ids``, ``labels``, ``attention_mask``,
+    ``prompt_mask``, ``pixel_values``, ``is_image_output``, ``prompt_text``, ``gen_*``, ``task``)."""
+    col = Collator.for_model(model)
+    return col.collate([col.encode_parts(s.turns, s.images, s.gen, task=s.kind) for s in samples])
 
 
 def to_device(batch: dict, device) -> dict:

@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--synth-seed", type=int, default=7919, help="synthetic-heldout generator seed")
     ap.add_argument("--synth-size", type=int, default=256, help="synthetic-heldout image size")
     ap.add_argument("--synth-fonts", default=None,
-                    help="synthetic-heldout fonts (default DejaVuMathTeXGyre.ttf,wqy-zenhei.ttc)")
+                    help="synthetic-heldout fonts (default: the held-out families Go, Caladea, Droid Sans Fallback)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",

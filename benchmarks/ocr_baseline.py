@@ -41,9 +41,11 @@ import hashlib
 import math
 from collections import OrderedDict
 
+from textharmony.task_names import inference_task
+
 BASELINES = {"ocr:tesseract": "tesseract", "ocr:rapidocr": "rapidocr"}
 SUITE_TASKS = ("recognize", "detect", "spot")      # suite sub-tasks an OCR engine answers
-READ_TASKS = ("ocr", "detect", "spot")             # the ``read`` tasks behind them
+READ_TASKS = tuple(inference_task(t) for t in SUITE_TASKS)   # the ``read`` tasks behind them: ocr, detect, spot
 
 
 class BaselineError(Exception):

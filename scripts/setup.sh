@@ -10,6 +10,8 @@ need_apt=()
 fc-list 2>/dev/null | grep -qi "zenhei\|noto sans cjk" || need_apt+=(fonts-wqy-zenhei)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
 command -v tesseract >/dev/null || need_apt+=(tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim)
+# the web demo's browser test (tests/test_serve_browser.py) drives Debian's chromium through playwright
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 # the reader's font pool (48 Latin families, 4 CJK fonts) and its held-out families (Go, Caladea, Droid Sans
 # Fallback), and the English word list of the word-crop renderer (textharmony/data/fonts.py, wordcrops.py)
 FONT_PKGS=(fonts-liberation fonts-freefont-ttf fonts-crosextra-carlito fonts-crosextra-caladea fonts-cantarell
@@ -37,7 +39,7 @@ stamp=.venv/.textharmony-installed
 want=$(cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 if [ "$(cat $stamp 2>/dev/null)" != "$want" ]; then
   echo "[setup] installing dependencies (torch pinned by constraints.txt)"
-  .venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e ".[eval,train,dev]"
+  .venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e ".[eval,train,dev,serve]"
   echo "$want" > $stamp
 fi
 echo "[setup] ok: $(.venv/bin/python -c 'import torch, transformers, diffusers, peft; print("torch", torch.__version__, "transformers", transformers.__version__, "diffusers", diffusers.__version__, "peft", peft.__version__)')"

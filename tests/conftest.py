@@ -12,7 +12,7 @@ import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # ``benchmarks`` (shared batch builder) importable however pytest is started
+if str(ROOT) not in sys.path:  # ``benchmarks`` importable however pytest is started
     sys.path.insert(0, str(ROOT))
 TINY = str(ROOT / "configs" / "model" / "tiny.yaml")
 
@@ -44,11 +44,11 @@ def word_image(text="OPEN", size=(96, 64), color="black"):
 def make_batch(model, samples):
     """samples: list of (images, turns, gen) where gen is None or (target, masked, mask) tensors.
 
-    The benchmarks' batch builder (same ``encode_conversation`` as the collator), fed from tuples.
+    Built by the training collator (``Collator.encode_parts``: the model's processor, ``encode_conversation``).
     """
-    from benchmarks._batches import Sample, make_batch as build
-    return build(model, [Sample("edit" if gen is not None else "text", list(images), turns, gen)
-                         for images, turns, gen in samples])
+    from textharmony.data.collate import Collator
+    col = Collator.for_model(model)
+    return col.collate([col.encode_parts(turns, list(images), gen) for images, turns, gen in samples])
 
 
 def mixed_batch(model):
@@ -70,3 +70,17 @@ def mixed_batch(model):
                  {"role": "assistant", "content": "<boi>"}],
          (t_target, t_target * (1 - mask), mask)),
     ])
+
+
+# --------------------------------------------------------------------------- box-text helpers (tests only)
+def parse_polygons(text, w, h, fmt="auto"):
+    """Just the pixel polygons of ``boxes.parse_output`` (e.g. a detection answer)."""
+    from textharmony.data.boxes import parse_output
+    return [d["polygon"] for d in parse_output(text, w, h, fmt=fmt)]
+
+
+def words_to_text(words, w, h, fmt="poly", with_text=True):
+    """Inverse of ``boxes.parse_output``: one ``[text ]<poly>..</poly>`` per line, in the given order."""
+    from textharmony.data.boxes import region_to_text
+    return "\n".join(f"{d['text']} {region_to_text(d['polygon'], w, h, fmt)}" if with_text
+                     else region_to_text(d["polygon"], w, h, fmt) for d in words)

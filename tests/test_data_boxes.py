@@ -4,9 +4,10 @@ import string
 
 import pytest
 
+from conftest import parse_polygons, words_to_text
 from textharmony.data.boxes import (SCALE, bbox_to_text, clean_polygon, normalise, normalise_polygon,
-                                    parse_output, parse_polygons, parse_regions, poly_to_text, reading_order,
-                                    region_to_text, strip_tags, words_to_text)
+                                    parse_output, parse_regions, poly_to_text, reading_order,
+                                    region_to_text, strip_tags)
 
 
 @pytest.mark.parametrize("w,h", [(512, 512), (640, 480), (1700, 2200), (37, 91)])

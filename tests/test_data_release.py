@@ -6,8 +6,8 @@ import string
 import pytest
 
 from textharmony.data import boxes
-from textharmony.data.boxes import (RELEASE_FRAME, is_release_format, parse_output, parse_polygons,
-                                    words_to_release_text, words_to_text)
+from conftest import parse_polygons, words_to_text
+from textharmony.data.boxes import RELEASE_FRAME, is_release_format, parse_output, words_to_release_text
 from textharmony.data.tasks import PROMPTS, RELEASE_OCR_PROMPTS, make_turns, prompt
 
 # what the release builds for one 512-px image with two words (mask = int(v / 512 * 448) of ocr.txt's corners)

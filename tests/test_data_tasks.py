@@ -121,7 +121,7 @@ def test_schema_validator_reasons():
     assert validate_record(edit, {"target", "mask"}) is None
     assert validate_record(edit, {"target"}) == "missing_mask"
     assert validate_record(dict(edit, turns=[{"role": "user", "content": "<boi>"}]), set()) == "boi_in_user_turn"
-    assert set(TASKS) == {"detect", "spot", "recognize", "vqa", "caption", "t2i", "edit"}
+    assert set(TASKS) == {"detect", "spot", "recognize", "vqa", "caption", "t2i", "edit", "kie"}
 
 
 def test_make_sample_and_load_record():

@@ -154,7 +154,10 @@ def test_baseline_reads_like_the_pipeline(heldout):
     img = os.path.join(heldout, "00000", "000000000", "image.png")          # one word: "Velvet"
     b = ocr_baseline.load_baseline("ocr:rapidocr", "synthetic-heldout", ev.build_parser().parse_args(
         ["--model", "ocr:rapidocr", "--suite", "synthetic-heldout"]))
-    assert b.read("ocr", [img], boxes=[(50, 196, 231, 242)]) == [{"text": "Velvet"}]
+    word, pts = open(os.path.join(heldout, "00000", "000000000", "ocr.txt"), encoding="utf-8").read().split()[:2]
+    xy = [float(v) for v in pts.split(",")]
+    box = (min(xy[0::2]) - 2, min(xy[1::2]) - 2, max(xy[0::2]) + 2, max(xy[1::2]) + 2)
+    assert word == "Velvet" and b.read("ocr", [img], boxes=[box]) == [{"text": "Velvet"}]
     assert b.read("ocr", [img])[0]["text"] == "Velvet"
     det, spot = b.read("detect", [img])[0], b.read("spot", [img])[0]
     assert len(det["polygons"]) == 1 and len(det["polygons"][0]["polygon"]) == 4

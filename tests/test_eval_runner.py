@@ -8,7 +8,6 @@ Runs go through ``eval.main(argv, pipeline=...)`` in-process so the model and th
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -127,9 +126,10 @@ def test_suite_smoke(pipe, tmp_path, suite, data, extra, n, keys):
         assert [g["ignore"] for g in gt] == [False, False, True]
 
 
+@pytest.mark.slow
 def test_synthetic_heldout_all_tasks(pipe, tmp_path, heldout):
-    from benchmarks.suites.synthetic import LATIN_FONT, VOCAB
-    from textharmony.data.synth_render import FontPool
+    from benchmarks.suites.synthetic import CJK_FONT, LATIN_FONTS, VOCAB
+    from textharmony.data.fonts import HELDOUT_FAMILIES, family_of, font_split
     from textharmony.data.vocab import EN_WORDS, ZH_WORDS, load_vocab
     assert run(pipe, "synthetic-heldout", tmp_path, "--data", heldout, "--limit", "2") == 0
     keys = ["recognition.word_accuracy", "recognition.ned", "detection.hmean", "spotting.f1", "vqa.accuracy",
@@ -138,12 +138,14 @@ def test_synthetic_heldout_all_tasks(pipe, tmp_path, heldout):
     m = check_well_formed(tmp_path, 2, keys)
     assert m["metrics"]["editing.unmasked_preserved"] == 1.0
     assert any("routing accuracy skipped" in n for n in m["notes"])
-    # the held-out set: its own vocabulary (disjoint from training's) and a font the default pool leaves out
+    # the held-out set: its own vocabulary (disjoint from training's) and whole font families training never sees
     en, zh = load_vocab(VOCAB)
     assert en and zh and not set(en) & set(EN_WORDS) and not set(zh) & set(ZH_WORDS)
-    assert LATIN_FONT not in {os.path.basename(p) for p in FontPool.default().paths}
+    split = font_split()
+    trained = {family_of(p) for p in split.train_latin + split.train_cjk}
+    assert all(family_of(f) in HELDOUT_FAMILIES and family_of(f) not in trained for f in (*LATIN_FONTS, CJK_FONT))
     man = json.loads(pathlib.Path(heldout, "heldout.json").read_text())
-    assert man["fonts"][0] == LATIN_FONT and man["n"] == 2
+    assert man["fonts"] == [*LATIN_FONTS, CJK_FONT] and man["n"] == 2
     recs, _, _ = outputs(tmp_path)
     heldout_words = {w.lower() for w in en + zh}
     assert all(g["text"].lower() in heldout_words for r in recs for g in r["gt"])

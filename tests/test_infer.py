@@ -330,6 +330,7 @@ def sh(*argv, timeout=300):
                           env=ENV, cwd=str(ROOT), timeout=timeout, check=False)
 
 
+@pytest.mark.slow
 def test_subprocess_bad_input(files):
     for argv, msg in [(["ocr", files / "missing.png"], "not found"), (["translate", "x"], "unknown task"),
                       (["caption", files / "truncated.png"], "truncated or corrupt")]:
@@ -338,6 +339,7 @@ def test_subprocess_bad_input(files):
         assert msg in p.stderr and "Traceback" not in p.stderr
 
 
+@pytest.mark.slow
 def test_subprocess_default_model_single_and_batch(pipe, files, capsys, tmp_path):
     p = sh("ocr", files / "word.png", "--json", "--max-new-tokens", "4")
     assert p.returncode == 0, p.stderr

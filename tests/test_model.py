@@ -41,6 +41,7 @@ def test_components_load_with_their_own_libraries(saved):
     assert not (d / "model").exists() and not any(p.name.startswith(".tmp") for p in d.parent.iterdir())
 
 
+@pytest.mark.slow
 def test_save_load_identical_logits_and_image(saved):
     model, d = saved
     loaded = TextHarmonyModel.from_pretrained(str(d))
@@ -101,6 +102,7 @@ def test_text_only_batch_skips_decoder():
     assert out.loss_img == 0 and out.loss_text > 0
 
 
+@pytest.mark.slow
 def test_overfit_one_batch_lowers_both_losses():
     model = tiny_model()
     model.train()
@@ -159,6 +161,7 @@ def test_generate_text_batched_equals_single():
     assert batched == single
 
 
+@pytest.mark.slow
 def test_generate_image_size_and_seed():
     model = tiny_model()
     a = model.generate_image("Draw 'HI'", steps=3, seed=1)

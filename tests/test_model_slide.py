@@ -7,6 +7,7 @@ from textharmony.model.textharmony import TextHarmonyModel
 from conftest import mixed_batch, tiny_model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("level,vit_r", [("sequence", 0), ("token", 4)])
 def test_slide_lora_model_trains_and_round_trips(tmp_path, level, vit_r):
     model = tiny_model("slide_lora.enabled=true", f"slide_lora.level={level}", f"slide_lora.vit_lora_r={vit_r}")

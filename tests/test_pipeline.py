@@ -200,7 +200,13 @@ def test_every_method_returns_the_documented_types(pipe):
 
 
 def test_prompts_come_from_data_tasks_and_output_is_parsed_to_pixels(pipe, monkeypatch):
+    """The LLM route of detect / spot / ocr (a model without a text detector: the paper-scale presets)."""
     import textharmony.model.generation as gen
+    from textharmony.model.textharmony import TextHarmonyModel
+    from textharmony.pipeline import EMBEDDED_MODEL, TextHarmonyPipeline
+    model = TextHarmonyModel.from_pretrained(EMBEDDED_MODEL)
+    model.detector = None
+    pipe = TextHarmonyPipeline(model)
     from textharmony.data import tasks
     from textharmony.data.boxes import bbox_to_text
     seen = []

@@ -149,6 +149,7 @@ def test_stream_is_deterministic_and_resumes_where_it_stopped(small):
     assert first[0]["pixel_values"].shape == (4, 3, 32, 128) and "ctc_labels" in first[0]
 
 
+@pytest.mark.slow
 def test_reader_stage_trains_on_the_word_stream(tmp_path):
     from textharmony.train.config import load_train_config
     from textharmony.train.loop import train
@@ -224,7 +225,7 @@ def test_mixed_prompt_language_and_its_validation(tmp_path):
     assert any(f in zh_prompts for f in firsts) and not all(f in zh_prompts for f in firsts)
     assert all(record_for("abc", "en", rng)["turns"][0]["content"] not in zh_prompts for _ in range(20))
     stage2 = str(ROOT / "configs" / "train" / "reader_stage2.yaml")
-    assert load_train_config(stage2).data["words"]["prompt_lang"] == "mixed"
+    assert load_train_config(stage2).data.words["prompt_lang"] == "mixed"
     with pytest.raises(ConfigError, match="prompt_lang"):
         from textharmony.train.config import data_config
         data_config(load_train_config(stage2, ["data.words.prompt_lang=both"]))

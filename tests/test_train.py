@@ -115,7 +115,8 @@ def _expected(name, prefixes):
 
 @pytest.mark.parametrize("stage,prefixes,extra", [
     ("stage1_align", STAGE1, []),
-    ("stage2_unified", STAGE2, ["model.overrides.slide_lora.r=4", "model.overrides.slide_lora.vit_lora_r=4"]),
+    pytest.param("stage2_unified", STAGE2, ["model.overrides.slide_lora.r=4", "model.overrides.slide_lora.vit_lora_r=4"],
+                 marks=pytest.mark.slow),
 ])
 def test_stage_config_freezes_exactly_what_it_names(tmp_path, stage, prefixes, extra):
     from textharmony.train.freeze import apply_trainable, parameter_table
@@ -175,6 +176,7 @@ def _final_weights(out):
         torch.load(os.path.join(ck, "optimizer.pt"), weights_only=True)
 
 
+@pytest.mark.slow
 def test_resume_after_kill9_is_bit_identical(tmp_path):
     """6 steps straight == 3 steps, kill -9 (process killed from outside right after the step-3 checkpoint
     appears, while it runs step 4+), resumed with --resume auto for the rest."""
@@ -251,6 +253,7 @@ def _stream(cfg, bad):
     return Poisoned(build_dataloader(cfg, build_model(cfg)), bad)
 
 
+@pytest.mark.slow
 def test_nan_batch_is_skipped_and_counted(tmp_path, capsys):
     from textharmony.train.loop import train
     cfg = cfg_for(tmp_path, "max_steps=3", "checkpoint.every=0", "log.sample_every=0")
@@ -263,6 +266,7 @@ def test_nan_batch_is_skipped_and_counted(tmp_path, capsys):
     assert max(int(st["step"]) for st in opt["state"].values()) == 2     # 3 steps, one skipped
 
 
+@pytest.mark.slow
 def test_nan_streak_stops_with_message_and_loadable_checkpoint(tmp_path):
     from textharmony.train.checkpoint import latest_checkpoint
     from textharmony.train.loop import TrainingStopped, train
@@ -360,6 +364,7 @@ def synth_shards(tmp_path_factory):
     return root / "shards"
 
 
+@pytest.mark.slow
 def test_real_loader_resume_is_exact(tmp_path, synth_shards):
     """webdataset shards -> loader -> collator -> train; stop after step 2, resume: same weights, optimiser and
     data position as a straight run, resuming mid-epoch and crossing an epoch boundary (6 records, batch 2)."""

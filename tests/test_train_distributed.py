@@ -3,6 +3,7 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 from conftest import ROOT
 from safetensors.torch import load_file
@@ -17,6 +18,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_process_ddp_ranks_stay_identical(tmp_path):
     out = tmp_path / "ddp"
     fast = [x for x in FAST if not x.startswith(("num_threads", "data.batch_size"))]

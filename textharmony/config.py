@@ -32,6 +32,23 @@ def _check_range(section: str, obj: Any, minimum: dict) -> None:
             raise ConfigError(f"config key '{section}.{key}' must be >= {lo}, got {v!r}")
 
 
+# the choice fields, checked when a config is built (at load), not where they are first used
+CONNECTORS = ("mlp2x_gelu", "resampler")
+MAPPERS = ("linear", "resampler")
+SAMPLERS = ("dpm", "ddim")
+SLIDE_MODES = ("learned", "rule", "fixed", "none")
+SLIDE_LEVELS = ("token", "sequence")
+SLIDE_FIXED = ("text", "image")
+
+
+def _check_choice(section: str, obj: Any, key: str, choices: tuple) -> None:
+    """One-line ConfigError when ``obj.key`` is not one of ``choices`` (same wording as the model's own checks)."""
+    v = getattr(obj, key)
+    if v not in choices:
+        want = " or ".join(repr(c) for c in choices) if len(choices) == 2 else f"one of {list(choices)}"
+        raise ConfigError(f"config key '{section}.{key}' must be {want}, got {v!r}")
+
+
 # --------------------------------------------------------------------------- model
 @dataclass
 class VisionConfig:
@@ -75,6 +92,30 @@ class VisionConfig:
 
 
 @dataclass
+class DetectorConfig:
+    """Text-region head (``textharmony.model.detector``): a small fully convolutional net on the whole image
+    that segments shrunk word kernels (DBNet's targets), turned into word quads by ``boxes_from_map``.
+    Reading stays the LLM's: ``spot`` reads each detected quad with it."""
+    enabled: bool = False
+    size: int = 256                             # input side (letterboxed square)
+    channels: list = field(default_factory=lambda: [24, 48, 96, 128])   # stride 2, 4, 8, 16 stages
+    shrink: float = 0.4                         # kernel = polygon shrunk by A (1 - r^2) / L (DBNet)
+    thresh: float = 0.3                         # probability threshold of the kernel map
+    box_thresh: float = 0.5                     # mean probability a kept region needs
+    unclip: float = 1.5                         # kernel -> word: grown by A * unclip / L
+    min_size: float = 3.0                       # regions whose short side (input pixels) is smaller are dropped
+
+    def __post_init__(self):
+        if self.size < 32 or self.size % 16:
+            raise ConfigError(f"config key 'detector.size' must be a multiple of 16, >= 32, got {self.size}")
+        if len(self.channels) != 4 or not all(isinstance(c, int) and c > 0 for c in self.channels):
+            raise ConfigError("config key 'detector.channels' must be 4 positive ints (stride 2, 4, 8, 16 stages)")
+        if not (0 < self.shrink < 1 and 0 < self.thresh < 1 and 0 <= self.box_thresh < 1 and self.unclip > 0):
+            raise ConfigError("config keys 'detector.shrink', 'thresh' (in (0, 1)), 'box_thresh' (in [0, 1)) and "
+                              "'unclip' (> 0) are out of range")
+
+
+@dataclass
 class ConnectorConfig:
     type: str = "mlp2x_gelu"                    # mlp2x_gelu | resampler
     norm: bool = False                          # LayerNorm on the ViT features first (towers whose chosen
@@ -84,6 +125,7 @@ class ConnectorConfig:
     heads: int = 8                              # resampler only
 
     def __post_init__(self):
+        _check_choice("connector", self, "type", CONNECTORS)
         _check_range("connector", self, {"num_queries": 1, "depth": 0, "heads": 1})
 
 
@@ -109,7 +151,7 @@ class LLMConfig:
 
 @dataclass
 class SlideLoRAConfig:
-    """Slide-LoRA experts on the LLM (see DESIGN.md). ``enabled: false`` = no LoRA at all."""
+    """Slide-LoRA experts on the LLM (``textharmony.model.slide_lora``). ``enabled: false`` = no LoRA at all."""
     enabled: bool = False
     target_modules: list = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     r: int = 8
@@ -125,6 +167,14 @@ class SlideLoRAConfig:
     # mode=rule: the reference release's keyword router (TextHarmony.py moe_set_gate)
     rule_keywords: list = field(default_factory=lambda: ["Generate an image", "Fill the masked"])
 
+    def __post_init__(self):
+        for key, choices in (("mode", SLIDE_MODES), ("level", SLIDE_LEVELS), ("fixed_expert", SLIDE_FIXED)):
+            _check_choice("slide_lora", self, key, choices)
+        _check_range("slide_lora", self, {"r": 1, "alpha": 0.0, "dropout": 0.0, "gate_hidden": 0, "lambda_gate": 0.0,
+                                          "vit_lora_r": 0})
+        if isinstance(self.dropout, (int, float)) and self.dropout >= 1:
+            raise ConfigError(f"config key 'slide_lora.dropout' must be a probability in [0, 1), got {self.dropout!r}")
+
 
 @dataclass
 class MapperConfig:
@@ -135,6 +185,7 @@ class MapperConfig:
     heads: int = 8
 
     def __post_init__(self):
+        _check_choice("mapper", self, "type", MAPPERS)
         _check_range("mapper", self, {"context_tokens": 1, "depth": 0, "heads": 1})
 
 
@@ -164,8 +215,7 @@ class DecoderConfig:
                                        "cfg_drop": 0.0, "lambda_img": 0.0, "min_snr_gamma": 0.0})
         if self.cfg_drop > 1:
             raise ConfigError(f"config key 'decoder.cfg_drop' must be a probability in [0, 1], got {self.cfg_drop!r}")
-        if self.sampler not in ("dpm", "ddim"):
-            raise ConfigError(f"config key 'decoder.sampler' must be 'dpm' or 'ddim', got {self.sampler!r}")
+        _check_choice("decoder", self, "sampler", SAMPLERS)
 
 
 @dataclass
@@ -176,6 +226,7 @@ class ModelConfig:
     slide_lora: SlideLoRAConfig = field(default_factory=SlideLoRAConfig)
     mapper: MapperConfig = field(default_factory=MapperConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
 
 
 # --------------------------------------------------------------------------- generic machinery

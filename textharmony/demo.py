@@ -4,8 +4,9 @@
 
 Uses the default model of ``infer.py`` (the embedded model, ``textharmony/assets/embedded``), round-trips it
 through ``save_pretrained``/``from_pretrained``, renders words that training never drew (held-out words) in a
-font family training never saw (Go, else Caladea), reads each one and prints the answer, then writes a
-generated image, with timings.
+font family training never saw (Go, else Caladea), reads each one and prints the answer; then a page of
+held-out words: finds the words (``detected.png``: the boxes drawn on the page) and spots them
+(``spotted.png``: words and boxes); then writes a generated image, with timings.
 """
 from __future__ import annotations
 
@@ -16,10 +17,21 @@ import time
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .pipeline import TextHarmonyPipeline, load_font
+from .pipeline import TextHarmonyPipeline, draw_regions, load_font
 
 DEMO_WORDS = ("velvet", "Lantern", "QUARTZ", "harbor")     # all four are held out of training
 DEMO_FONTS = ("/usr/share/fonts/fonts-go/Go-Regular.ttf", "/usr/share/fonts/truetype/crosextra/Caladea-Regular.ttf")
+DEMO_PAGE = ("velvet harbor", "QUARTZ Lantern")          # held out too
+
+
+def page_image(lines, size: int = 30) -> Image.Image:
+    """A 320 x 180 page: ``lines`` in a held-out font family, dark blue on cream."""
+    font = next((ImageFont.truetype(p, size) for p in DEMO_FONTS if os.path.isfile(p)), None) or load_font(size)
+    img = Image.new("RGB", (320, 180), (246, 242, 228))
+    d = ImageDraw.Draw(img)
+    for k, line in enumerate(lines):
+        d.text((24, 34 + 70 * k), line, fill=(25, 35, 90), font=font)
+    return img
 
 
 def word_image(word: str, size: int = 40) -> Image.Image:
@@ -63,6 +75,22 @@ def main(argv=None) -> int:
         print(f"OCR   : {path} ({word!r}) -> {answer!r}  {'ok' if answer == word else 'WRONG'}  "
               f"({time.time() - t1:.2f} s)")
     print(f"read  : {right}/{len(words)} exactly (words and font family never seen in training)")
+
+    if pipe.model.detector is not None:
+        img = page_image(DEMO_PAGE)
+        img.save(os.path.join(args.out, "page.png"))
+        t3 = time.time()
+        found = pipe.detect(img)
+        path = os.path.join(args.out, "detected.png")
+        draw_regions(img, found).save(path)
+        print(f"DETECT: {os.path.join(args.out, 'page.png')} -> {len(found)} words, boxes drawn in {path} "
+              f"({time.time() - t3:.2f} s)")
+        t3 = time.time()
+        spotted = pipe.spot(img)
+        path = os.path.join(args.out, "spotted.png")
+        draw_regions(img, spotted).save(path)
+        print(f"SPOT  : {' | '.join(w['text'] for w in spotted)}  (page: {' | '.join(DEMO_PAGE)}; words and boxes "
+              f"drawn in {path}; {time.time() - t3:.2f} s)")
 
     t2 = time.time()
     out = pipe.generate(text=words[0], steps=args.steps, seed=0)[0]

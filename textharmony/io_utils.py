@@ -3,12 +3,8 @@
 Every problem is an :class:`InputError` with a one-line message that names the input and says what
 to do; nothing here prints or exits (the CLI turns the error into exit status 2).
 
-Images become 8-bit RGB, whatever they were:
-  RGBA / LA / PA / P-with-transparency  composited on white
-  I;16 (16-bit grey, e.g. PNG)           scaled to 8 bits (v * 255 / 65535, rounded), not clipped
-  I (32-bit int), F (float)              scaled by their range (0..255, 0..65535, or 0..1 for floats)
-  CMYK, YCbCr, 1, L, P                   PIL's conversion
-  EXIF orientation                       applied (the picture as a viewer shows it)
+Images become 8-bit RGB by the one decoding policy of :mod:`textharmony.images` (EXIF orientation
+applied, alpha composited on white, 16-bit scaled, palette / CMYK converted), the same as in training.
 Decompression bombs (more than :data:`MAX_IMAGE_PIXELS` pixels) are refused before decoding.
 """
 from __future__ import annotations
@@ -19,8 +15,10 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
+from . import images as _images
+from .images import BG, _scale_to_uint8, mask_from_image  # noqa: F401  (BG, mask_from_image: public here too)
 from .sequence import BOI_TOKEN, EOI_TOKEN, IMAGE_TOKEN, QUERY_TOKEN, SPECIAL_TOKENS
 
 # 8192 x 8192 = 67 M pixels: far above anything the model uses (it resizes to <= 1024 px), far below
@@ -29,47 +27,18 @@ MAX_IMAGE_PIXELS = 8192 * 8192
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
-BG = (255, 255, 255)
-
 
 class InputError(ValueError):
     """Bad user input (file, box, mask, prompt, option) with a one-line message."""
 
 
 # --------------------------------------------------------------------------- images
-def _scale_to_uint8(arr: np.ndarray, full_scale: float) -> np.ndarray:
-    arr = arr.astype(np.float64)
-    return np.clip(np.rint(arr * (255.0 / full_scale)), 0, 255).astype(np.uint8)
-
-
 def to_rgb(img: Image.Image) -> Image.Image:
-    """Any PIL mode -> 8-bit RGB (see the module docstring for the rules)."""
-    mode = img.mode
-    if mode == "RGB":
-        return img
-    if mode.startswith("I;16"):
-        arr = np.asarray(img)                                  # uint16 in native order
-        return Image.fromarray(_scale_to_uint8(arr, 65535.0), "L").convert("RGB")
-    if mode == "I":
-        arr = np.asarray(img)
-        hi = float(arr.max()) if arr.size else 0.0
-        full = 255.0 if hi <= 255 else (65535.0 if hi <= 65535 else hi)
-        return Image.fromarray(_scale_to_uint8(np.clip(arr, 0, None), full), "L").convert("RGB")
-    if mode == "F":
-        arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
-        hi = float(arr.max()) if arr.size else 0.0
-        full = 1.0 if hi <= 1.0 else (255.0 if hi <= 255 else (65535.0 if hi <= 65535 else hi))
-        return Image.fromarray(_scale_to_uint8(np.clip(arr, 0, None), full), "L").convert("RGB")
-    if mode == "P" and "transparency" in img.info:
-        img, mode = img.convert("RGBA"), "RGBA"
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
-        bg = Image.new("RGBA", rgba.size, BG + (255,))
-        return Image.alpha_composite(bg, rgba).convert("RGB")
+    """Any PIL mode -> 8-bit RGB (:func:`textharmony.images.to_rgb`), an unconvertible mode an InputError."""
     try:
-        return img.convert("RGB")
-    except (ValueError, OSError) as e:
-        raise InputError(f"image mode {mode} cannot be converted to RGB ({e}); save it as PNG/JPEG RGB") from None
+        return _images.to_rgb(img)
+    except _images.ImageDecodeError as e:
+        raise InputError(str(e)) from None
 
 
 def _open(path, what: str) -> Image.Image:
@@ -110,12 +79,7 @@ def _open(path, what: str) -> Image.Image:
 
 def load_image(path, what: str = "image") -> Image.Image:
     """Path -> 8-bit RGB PIL image (EXIF orientation applied)."""
-    img = _open(path, what)
-    try:
-        img = ImageOps.exif_transpose(img)
-    except Exception:  # noqa: BLE001, S110 - broken EXIF: keep the stored orientation
-        pass
-    return to_rgb(img)
+    return to_rgb(_images.exif_transpose(_open(path, what)))
 
 
 def as_image(x, what: str = "image") -> Image.Image:
@@ -144,20 +108,6 @@ def as_image(x, what: str = "image") -> Image.Image:
 
 
 # --------------------------------------------------------------------------- masks
-def mask_from_image(img: Image.Image) -> Image.Image:
-    """Any mask image -> binary ``L`` (255 = repaint where the mask is brighter than mid-grey).
-
-    With a non-trivial alpha channel, transparent pixels count as black (keep): white strokes
-    drawn on a transparent layer are the region to repaint."""
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-        grey = Image.alpha_composite(black, rgba).convert("L")
-    else:
-        grey = to_rgb(img).convert("L")
-    return grey.point(lambda v: 255 if v > 127 else 0)
-
-
 def load_mask(x, size: tuple[int, int], what: str = "mask") -> Image.Image:
     """Path / PIL / array -> binary ``L`` mask of exactly ``size`` (w, h), 255 = repaint."""
     if isinstance(x, (str, os.PathLike)):
@@ -175,7 +125,10 @@ def load_mask(x, size: tuple[int, int], what: str = "mask") -> Image.Image:
     if tuple(img.size) != tuple(size):
         raise InputError(f"{name} is {img.size[0]}x{img.size[1]} but the image is {size[0]}x{size[1]}; "
                          f"give a mask of the image's size")
-    m = mask_from_image(img)
+    try:
+        m = mask_from_image(img)
+    except _images.ImageDecodeError as e:
+        raise InputError(f"{name}: {e}") from None
     if m.getbbox() is None:
         raise InputError(f"{name} is empty (no pixel above mid-grey); paint the region to edit white")
     return m

@@ -44,6 +44,7 @@ from .io_utils import (
     strip_markers,
 )
 from .sequence import IMAGE_TOKEN
+from .task_names import READ_TASKS, WRITE_TASKS
 
 logger = logging.getLogger("textharmony")
 
@@ -51,8 +52,8 @@ PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 EMBEDDED_MODEL = os.path.join(PACKAGE_DIR, "assets", "embedded")
 TINY_CONFIG = os.path.join(os.path.dirname(PACKAGE_DIR), "configs", "model", "tiny.yaml")
 
-TEXT_TASKS = ("detect", "spot", "ocr", "vqa", "caption", "chat")
-IMAGE_TASKS = ("generate", "edit")
+TEXT_TASKS = READ_TASKS             # inference task names; their data names: textharmony.task_names
+IMAGE_TASKS = WRITE_TASKS
 TASKS = TEXT_TASKS + IMAGE_TASKS
 DEFAULT_MAX_NEW_TOKENS = {"detect": 256, "spot": 320, "ocr": 128, "vqa": 64, "caption": 96, "chat": 128}
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -180,17 +181,21 @@ class TextHarmonyPipeline:
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | None = None, device: str | torch.device = "auto",
                         dtype: str | torch.dtype = "auto", batch_size: int = 8, seed: int = 0,
-                        overrides: list[str] | None = None) -> TextHarmonyPipeline:
+                        overrides: list[str] | None = None, quantize: str | None = "none") -> TextHarmonyPipeline:
         """Load a ``save_pretrained`` directory; ``None``: the embedded model (``textharmony/assets/embedded``,
         the trained reader; a ConfigError when the install lacks it, never random weights). A ``.yaml``
         model config builds that config with random weights (``seed``; a warning says so).
+        ``quantize``: none | int8 | int8-dynamic | int4 | bnb-int8 | bnb-nf4 (:mod:`textharmony.quantize`).
 
         Raises ``IncompleteModelError`` / ``ConfigError`` for a broken model, ``InputError`` for a
-        bad device or dtype."""
+        bad device, dtype or quantize method."""
+        from . import quantize as q
         from .config import ConfigError, load_model_config
-        from .model.textharmony import TextHarmonyModel
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
+        method = q.check_method(quantize, dev)
+        q.quiet_torchao_import()                                    # before diffusers imports torchao, noisily
+        from .model.textharmony import TextHarmonyModel
         untrained = False
         if path is None:
             if not os.path.isfile(os.path.join(EMBEDDED_MODEL, "textharmony_config.yaml")):
@@ -209,9 +214,9 @@ class TextHarmonyPipeline:
         else:
             if overrides:
                 raise InputError("config overrides only apply when building from a .yaml config")
-            model = TextHarmonyModel.from_pretrained(str(path), dtype=dt)    # built in dtype: no fp32 copy
+            model = q.load_model(str(path), method, dt, dev)      # built in dtype: no fp32 copy
             source = str(path)
-        model.to(device=dev, dtype=dt)
+        q.place(model, dev, dt, method)                             # .to(dev, dt), then quantize
         return cls(model, batch_size=batch_size, source=source, untrained=untrained)
 
     def to(self, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None):
@@ -290,6 +295,23 @@ class TextHarmonyPipeline:
         gen: dict[str, Any] = {}
         if temperature and temperature > 0:
             gen = {"do_sample": True, "temperature": float(temperature), "top_p": float(top_p), "seed": seed}
+        if self.model.detector is not None and task == "ocr" and boxes is not None and \
+                any(b is None for b in boxes) and any(b is not None for b in boxes):
+            # a batch mixing boxes and whole images: each kind on its own path, answers in request order
+            whole = [i for i, b in enumerate(boxes) if b is None]
+            boxed = [i for i, b in enumerate(boxes) if b is not None]
+            kw = dict(lang=lang, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
+            out: dict = dict(zip(whole, self.read("ocr", [images[i] for i in whole], **kw)))
+            out.update(zip(boxed, self.read("ocr", [images[i] for i in boxed], boxes=[boxes[i] for i in boxed], **kw)))
+            return [out[i] for i in range(n)]
+        if self.model.detector is not None and (task in ("detect", "spot", "vqa") or (task == "ocr" and (
+                boxes is None or all(b is None for b in boxes)))):
+            qs = None
+            if task == "vqa":
+                qs = [check_text("question", strip_markers(q) if isinstance(q, str) else q,
+                                 "ask something about the image, e.g. --question 'What is written?'")
+                      for q in (questions if questions is not None else [None] * n)]
+            return self._read_pages(task, [as_image(x) for x in images], lang, mnt, gen, qs)
         reqs: list[tuple[list[Image.Image], Any]] = []
         sizes = []
         for i in range(n):
@@ -318,10 +340,12 @@ class TextHarmonyPipeline:
                 box = boxes[i] if boxes is not None else None
                 if box is None:
                     prompt = _image_prompt("recognize", lg)
-                elif self.reads_crops:     # a word-crop reader: read the box's own pixels
-                    b = parse_box(box, (w, h))
-                    x1, y1 = math.floor(b[0]), math.floor(b[1])
-                    img = img.crop((x1, y1, max(x1 + 1, math.ceil(b[2])), max(y1 + 1, math.ceil(b[3]))))
+                elif self.reads_crops:     # a word-crop reader: read the box's own pixels, with a margin of
+                    b = parse_box(box, (w, h))          # 10 % of its height (as trained: crops have margins)
+                    m = 0.1 * (b[3] - b[1])
+                    x1, y1 = max(0, math.floor(b[0] - m)), max(0, math.floor(b[1] - m))
+                    img = img.crop((x1, y1, max(x1 + 1, min(w, math.ceil(b[2] + m))),
+                                    max(y1 + 1, min(h, math.ceil(b[3] + m)))))
                     prompt = _image_prompt("recognize", lg)
                 else:
                     from .data.boxes import bbox_to_text
@@ -342,6 +366,63 @@ class TextHarmonyPipeline:
                 else:
                     res["words"] = [{"text": d["text"], "polygon": _round_poly(d["polygon"])} for d in found]
             results.append(res)
+        return results
+
+    def _read_pages(self, task: str, images: list[Image.Image], lang: str | None, mnt: int, gen: dict,
+                    questions: list[str] | None = None) -> list[dict]:
+        """detect / spot / ocr (whole image) / vqa with the model's text-region head: it finds the words, the
+        LLM reads each one from its rectified crop (one batch over all pages). ``text`` has the format the LLM's
+        own detect / spot answers have (``<poly>`` in 0..999 of the image; ocr: words by lines). vqa: the LLM
+        sees the page as its word crops in reading order (``data.layouts.page_prompt``) and the question.
+        ocr / vqa: where the head finds one line of at most two words (or nothing), the image is taken for a
+        crop (the reader's own input, which holds one or two words) and given whole, as to a model without a
+        detector."""
+        from .data.boxes import region_to_text
+        from .data.kernels import rectify
+        from .model.detector import detect_words
+        found = detect_words(self.model.detector, images, batch_size=self.batch_size)
+        height = self.model.cfg.vision.image_height or 32
+        if task in ("ocr", "vqa"):   # one line of at most two words (or none): a crop, the reader's input, seen whole
+            for im, ds in zip(images, found):
+                if len(ds) <= 2 and all(d["line"] == 0 for d in ds):
+                    ds[:] = [{"polygon": [[0, 0], [im.size[0], 0], [im.size[0], im.size[1]], [0, im.size[1]]],
+                              "line": 0, "whole": True}]
+        if task == "vqa":
+            from .data.layouts import page_prompt
+            reqs = []
+            for im, ds, q in zip(images, found, questions):
+                counts = [sum(1 for d in ds if d["line"] == k) for k in range(1 + max((d["line"] for d in ds), default=-1))]
+                reqs.append(([im if d.get("whole") else rectify(im, d["polygon"], height) for d in ds],
+                             (page_prompt(counts) + "\n" + q).lstrip("\n")))
+            for r in reqs:
+                self._check_length(r[1])
+            texts = self._generate_texts([r[0] for r in reqs], [r[1] for r in reqs], mnt, **gen)
+            return [{"text": t} for t in texts]
+        if task != "detect":
+            crops = [im if d.get("whole") else rectify(im, d["polygon"], height) for im, ds in zip(images, found)
+                     for d in ds]
+            prompts = [_image_prompt("recognize", _lang(lang, ""))] * len(crops)
+            texts = iter(self._generate_texts([[c] for c in crops], prompts, mnt, **gen)) if crops else iter(())
+            for ds in found:
+                for d in ds:
+                    d["text"] = next(texts).strip()
+        results = []
+        for im, ds in zip(images, found):
+            w, h = im.size
+            polys = [_round_poly(d["polygon"]) for d in ds]
+            if task == "detect":
+                results.append({"text": "\n".join(region_to_text(p, w, h, "poly") for p in polys),
+                                "polygons": [{"polygon": p} for p in polys]})
+            elif task == "spot":
+                words = [{"text": d["text"], "polygon": p} for d, p in zip(ds, polys) if d["text"]]
+                results.append({"text": "\n".join(f"{x['text']} {region_to_text(x['polygon'], w, h, 'poly')}"
+                                                   for x in words), "words": words})
+            else:
+                lines: dict[int, list[str]] = {}
+                for d in ds:
+                    if d["text"]:
+                        lines.setdefault(d["line"], []).append(d["text"])
+                results.append({"text": "\n".join(" ".join(v) for _, v in sorted(lines.items()))})
         return results
 
     # ------------------------------------------------------------------ reading: one method per task

@@ -16,6 +16,7 @@ mario-eval             MARIO-Eval ``<Subset>/<Subset>.txt`` prompts with 'quoted
 anytext                AnyText benchmark ``test1k.json`` (``data_root``, ``data_list``)
 synthetic-heldout      generated here with ``textharmony.data.synth`` (held-out vocabulary and font)
 words-heldout          word crops rendered here (unseen words, held-out font families; the reader's suite)
+kie                    shards of ``python -m textharmony.data.convert annotations`` (receipts, invoices, forms)
 =====================  ==============================================================================
 """
 from __future__ import annotations
@@ -33,6 +34,7 @@ SUITES: dict[str, tuple[str, str]] = {
     "anytext": ("anytext", "AnyTextSuite"),
     "synthetic-heldout": ("synthetic", "SyntheticHeldoutSuite"),
     "words-heldout": ("words", "WordsHeldoutSuite"),
+    "kie": ("kie", "KIESuite"),
 }
 
 

@@ -2,25 +2,23 @@
 
 The set is generated (once, then reused) into ``--data`` (default ``outputs/eval/data/synthetic-heldout``)
 with the generator's own code (the equivalent CLI: ``python -m textharmony.data.synth --out DIR --n N
---lang en,zh --seed 7919 --size 256 --format png --fonts DejaVuMathTeXGyre.ttf,wqy-zenhei.ttc --vocab
+--lang en,zh --seed 7919 --size 256 --format png --fonts Go-Regular.ttf,...,DroidSansFallbackFull.ttf --vocab
 benchmarks/suites/heldout_words.txt``), ``--limit`` samples (200 without it). Sample ``i`` depends only on
 (seed, i), so ``--limit 20`` and a later full run share their first 20 samples. ``heldout.json`` in the
 folder records the settings; a folder made with other settings is regenerated, a non-empty folder without
 it is refused.
 
-What is held out, against the default training synth (``FontPool.default()`` = every installed font except
-the math ones, vocabulary ``textharmony.data.vocab``):
+What is held out, against the training data of the embedded model (the reader's font split,
+``textharmony.data.fonts``: 48 Latin families and 4 CJK fonts; vocabulary: every word but the held-out ones of
+``textharmony.data.wordcrops.is_heldout``):
 
 * vocabulary: ``heldout_words.txt`` beside this file, 129 English and 87 Chinese words, none of them in
-  ``EN_WORDS`` / ``ZH_WORDS`` (Chinese words use only ``charset.COMMON_ZH_CHARS``, so the tiny tokenizer
-  covers them);
-* font: English text is drawn in ``DejaVuMathTeXGyre.ttf`` (TeX Gyre DejaVu Math), which the default pool
-  leaves out (its name holds "math"). Chinese text uses ``wqy-zenhei.ttc``, the only installed CJK font,
-  which training uses too: for Chinese only the vocabulary is held out.
-  ``--synth-fonts`` replaces the font list (a note warns when a Latin font is in the default pool).
-  Caveat: TeX Gyre DejaVu Math takes its Latin glyphs from DejaVu Serif, which the training pool holds, so
-  this is a weak font hold-out; installing a font of another design outside ``/usr/share/fonts`` (or
-  excluding one from ``FontPool.default``) and passing it here makes a stronger one.
+  ``EN_WORDS`` / ``ZH_WORDS`` and all of them held out of the reader's training (Chinese words use only
+  ``charset.COMMON_ZH_CHARS``, so the tiny tokenizer covers them);
+* font: whole held-out families (``textharmony.data.fonts.HELDOUT_FAMILIES``): English in Go (regular, medium,
+  italic) and Caladea (regular, bold), Chinese in Droid Sans Fallback. None of them, nor a metric clone, is in
+  the training pool. ``--synth-fonts`` replaces the font list (a note warns when a font of the training pool
+  is given);
 * seed 7919 (``--synth-seed``) and PNG images of ``--synth-size`` (256) pixels.
 
 Tasks (``--tasks``, default all; the model reads the *image*, the references come from ``ocr.txt`` /
@@ -66,6 +64,7 @@ from textharmony.data.convert.mario import read_qa, read_words
 from textharmony.data.masks import polygon_mask
 from textharmony.data.schema import detect_lang
 from textharmony.io_utils import load_image
+from textharmony.task_names import inference_task
 from textharmony.metrics import (anls, detection_metrics, generation_ocr_full_image, generation_ocr_metrics,
                                  recognition_metrics, spotting_metrics, text_line_scores, vqa_accuracy)
 
@@ -74,9 +73,9 @@ from .base import DataError, Suite, prefixed, round_poly, routing_entry, scale_p
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 VOCAB = os.path.join(HERE, "heldout_words.txt")
-LATIN_FONT = "DejaVuMathTeXGyre.ttf"
-CJK_FONT = "wqy-zenhei.ttc"
-DEFAULT_FONTS = f"{LATIN_FONT},{CJK_FONT}"
+LATIN_FONTS = ("Go-Regular.ttf", "Go-Medium.ttf", "Go-Italic.ttf", "Caladea-Regular.ttf", "Caladea-Bold.ttf")
+CJK_FONT = "DroidSansFallbackFull.ttf"
+DEFAULT_FONTS = ",".join((*LATIN_FONTS, CJK_FONT))
 DEFAULT_DIR = os.path.join(REPO, "outputs", "eval", "data", "synthetic-heldout")
 DEFAULT_N = 200
 MANIFEST = "heldout.json"
@@ -135,11 +134,12 @@ def ensure_heldout(root: str, n: int, opts, notes: list[str]) -> dict:
         fonts.require(cfg.langs)
     except SynthError as e:
         raise DataError(f"synthetic-heldout: {e}") from None
-    default_pool = set(FontPool.default().paths)
-    shared = [os.path.basename(p) for p in fonts.latin if p in default_pool]
-    if shared and "en" in want["langs"]:
-        notes.append(f"warning: Latin font(s) {', '.join(shared)} are in the default training font pool: "
-                     f"not held out")
+    from textharmony.data.fonts import font_split
+    split = font_split()
+    train_pool = set(split.train_latin) | set(split.train_cjk)
+    shared = [os.path.basename(p) for p in fonts.paths if p in train_pool]
+    if shared:
+        notes.append(f"warning: font(s) {', '.join(shared)} are in the training font pool: not held out")
     os.makedirs(root, exist_ok=True)
     generate(root, n, cfg, fonts, start_key=0, workers=1, progress=not getattr(opts, "no_progress", False))
     man = dict(want, n=n)
@@ -212,7 +212,7 @@ class SyntheticHeldoutSuite(Suite):
         if "recognize" in tasks:
             items = [(s["id"], w) for s in batch for w in s["words"]]
             if items:
-                res = ctx.read("ocr", [images[i] for i, _ in items],
+                res = ctx.read(inference_task("recognize"), [images[i] for i, _ in items],
                                boxes=[polygon_to_bbox(w["polygon"]) for _, w in items])
                 for (sid, w), r in zip(items, res):
                     recs[sid].setdefault("recognize", []).append({"target": w["text"], "prediction": r["text"]})

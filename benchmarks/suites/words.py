@@ -23,6 +23,8 @@ from __future__ import annotations
 import json
 import os
 
+from textharmony.task_names import inference_task
+
 from .base import DataError, Suite
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -92,15 +94,12 @@ class WordsHeldoutSuite(Suite):
     def predict(self, ctx, batch):
         """Each crop with its own full box and its language (``lang``: the prompt's language, as a user's
         ``--lang``); one ``ctx.read`` per language in the batch."""
-        from PIL import Image
+        from textharmony.io_utils import load_image       # the one decoding policy (textharmony.images)
         out: dict = {}
         for lang in dict.fromkeys(s["lang"] for s in batch):
             group = [s for s in batch if s["lang"] == lang]
-            images = []
-            for s in group:
-                with Image.open(s["image"]) as im:
-                    images.append(im.convert("RGB"))
-            res = ctx.read("ocr", images, boxes=[(0, 0, im.width, im.height) for im in images], lang=lang)
+            images = [load_image(s["image"]) for s in group]
+            res = ctx.read(inference_task("recognize"), images, boxes=[(0, 0, im.width, im.height) for im in images], lang=lang)
             for s, r in zip(group, res):
                 out[s["id"]] = {"id": s["id"], "subset": s["subset"], "lang": s["lang"], "reference": s["text"],
                                 "prediction": r.get("text", "")}

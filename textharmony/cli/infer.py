@@ -43,7 +43,7 @@ FIELDS = {
 COMMON_FIELDS = {"task", "id", "lang"}
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 DEFAULT_OUT_DIR = os.path.join("outputs", "infer")
-COMMON_DEFAULTS = {"model": None, "device": "auto", "dtype": "auto", "batch_size": 8, "threads": None,
+COMMON_DEFAULTS = {"model": None, "device": "auto", "dtype": "auto", "quantize": "none", "batch_size": 8, "threads": None,
                    "lang": "auto", "json": False, "debug": False, "quiet": False}
 
 
@@ -74,6 +74,9 @@ def _common_options() -> argparse.ArgumentParser:
     g.add_argument("--device", default=S, help="auto | cpu | cuda | cuda:N (default auto)")
     g.add_argument("--dtype", default=S, choices=["auto", "float32", "bfloat16", "float16"],
                    help="auto: bfloat16 on CUDA when supported, else float32")
+    g.add_argument("--quantize", default=S, choices=["none", "int8", "int8-dynamic", "int4", "bnb-int8", "bnb-nf4"],
+                   help="quantize the ViT + LLM linears: torchao int8 / int8-dynamic / int4 (CPU, GPU), bitsandbytes "
+                        "bnb-int8 / bnb-nf4 (LLM, CUDA); default none (see textharmony/quantize.py)")
     g.add_argument("--batch-size", type=int, default=S, help="requests per model call for reading tasks (8)")
     g.add_argument("--threads", type=int, default=S, help="CPU threads for torch (default: torch's choice)")
     g.add_argument("--lang", default=S, choices=["auto", "en", "zh"],
@@ -462,7 +465,7 @@ def load_pipeline(args):
         diffusers.logging.set_verbosity_error()
     try:
         return TextHarmonyPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype,
-                                                   batch_size=args.batch_size)
+                                                   batch_size=args.batch_size, quantize=args.quantize)
     except InputError:
         raise
     except IncompleteModelError as e:

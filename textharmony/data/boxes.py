@@ -241,11 +241,6 @@ def parse_output(text: str, w: float, h: float, min_area: float = 0.0, fmt: str 
     return words
 
 
-def parse_polygons(text: str, w: float, h: float, fmt: str = "auto") -> list[list[list[float]]]:
-    """Just the pixel polygons of :func:`parse_output` (e.g. a detection answer)."""
-    return [d["polygon"] for d in parse_output(text, w, h, fmt=fmt)]
-
-
 # --------------------------------------------------------------------------- the release's OCR answers
 def is_release_format(text) -> bool:
     """True for text with no ``<bbox>``/``<poly>`` tag and at least one ``[[x, y], ...`` polygon."""
@@ -310,12 +305,3 @@ def words_to_release_text(words: Iterable[dict], w: float, h: float, frame: floa
                for x, y in d["polygon"]]
         items.append(f"{pts} {d['text']}" if d.get("text") else str(pts))
     return str(items) if as_list else "\n".join(items)
-
-
-def words_to_text(words: Iterable[dict], w: float, h: float, fmt: str = "poly", with_text: bool = True) -> str:
-    """Inverse of :func:`parse_output`: one ``[text ]<poly>..</poly>`` per line, in the given order."""
-    lines = []
-    for d in words:
-        region = region_to_text(d["polygon"], w, h, fmt)
-        lines.append(f"{d['text']} {region}" if with_text else region)
-    return "\n".join(lines)

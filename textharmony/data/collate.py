@@ -1,14 +1,16 @@
-"""Records + images -> the model's batch dict.
+"""Records + images -> the model's batch dict: the one batch builder of training, generation, tests and benchmarks.
 
 Batch (B rows, L tokens, M ViT images, G image outputs; S = ViT side, R = decoder resolution):
-  input_ids        LongTensor (B, L), right-padded with the pad id
+  input_ids        LongTensor (B, L), padded with the pad id on the ``padding_side`` (right for training,
+                   left for KV-cached generation)
   attention_mask   LongTensor (B, L), 1 on real tokens
   labels           LongTensor (B, L), -100 except answer tokens (``encode_conversation``)
-  prompt_mask      BoolTensor (B, L), True before the first answer token (what a sequence-level gate may see)
+  prompt_mask      BoolTensor (B, L), True on the tokens before the first answer token (what a sequence-level
+                   gate may see; the whole prompt of a generation request)
   pixel_values     FloatTensor (M, 3, H, W), ViT-normalised, in order of appearance (row 0's first); M may be 0
                    (H = W = S unless the model's ``vision.image_height`` is set)
   ctc_labels       LongTensor (M, T): per input image, the answer's token ids for records marked ``"ctc": true``
-                   (a word crop and its transcription), else all -100; -100-padded
+                   (a word crop and its transcription), else all -100; -100-padded; only when a row has one
   gen_target       FloatTensor (G, 3, R, R) in [-1, 1], one per ``<boi>`` block, in order of appearance
   gen_masked       FloatTensor (G, 3, R, R): masked input in [-1, 1], masked pixels 0 (t2i: zeros)
   gen_mask         FloatTensor (G, 1, R, R) in {0, 1}, 1 = repaint (t2i: ones)
@@ -18,6 +20,11 @@ Batch (B rows, L tokens, M ViT images, G image outputs; S = ViT side, R = decode
   prompt_text      list[str] (B): content of the first user turn (markers included)
 Edit samples: the ViT sees the masked image (``masks.apply_mask``), the decoder the masked image + mask
 and the target. Each ``<image>`` is expanded to K = ``num_image_tokens`` positions by ``encode_conversation``.
+
+Two levels: :meth:`Collator.encode` turns a data record + its images into an :class:`Encoded` sample (the
+record's rules: which image the ViT reads, the edit mask; raises :class:`SampleError`);
+:meth:`Collator.encode_parts` takes turns, the ViT's images and ready decoder tensors (what generation and the
+tests hold). :meth:`Collator.collate` pads any list of them into a batch.
 """
 from __future__ import annotations
 
@@ -25,12 +32,14 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
-from ..sequence import IGNORE_INDEX, SpecialIds, encode_conversation
-from .masks import apply_mask, masked_target
-from .transforms import ImageTransforms
+from PIL import Image
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+from ..images import masked_target, t2i_condition
+from ..sequence import IGNORE_INDEX, SpecialIds, encode_conversation
+from .masks import apply_mask
+from .transforms import CLIP_MEAN, CLIP_STD, ImageProcessor
+
+PADDING_SIDES = ("right", "left")
 
 
 class SampleError(ValueError):
@@ -46,7 +55,7 @@ class Encoded:
     """One sample, tokenised and transformed, ready to be padded into a batch."""
     input_ids: list
     labels: list
-    prompt_len: int
+    prompt_len: int                 # tokens before the first answer token (all of them without an answer)
     pixel_values: torch.Tensor      # (m, 3, H, W)
     gen_target: torch.Tensor        # (g, 3, R, R)
     gen_masked: torch.Tensor        # (g, 3, R, R)
@@ -59,77 +68,117 @@ class Encoded:
 
 class Collator:
     """``encode(record, images) -> Encoded`` per sample (raises :class:`SampleError`), ``collate([Encoded])``
-    -> batch dict; ``__call__`` does both and drops (and counts in ``self.skipped``) bad samples."""
+    -> batch dict; ``__call__`` does both and drops (and counts in ``self.skipped``) bad samples.
+
+    ``processor``: the :class:`ImageProcessor` (normally the model's, :meth:`for_model`); without one it is
+    built from ``image_size`` ... ``resize`` (a loader with no model). ``padding_side``: ``right`` (training) or
+    ``left`` (generation: every row's last prompt token in the last column)."""
 
     def __init__(self, tokenizer, num_image_tokens: int, num_queries: int, max_length: Optional[int] = None,
-                 system: str = "", *, image_size: int = 224, image_mean: Sequence[float] = CLIP_MEAN,
-                 image_std: Sequence[float] = CLIP_STD, resolution: int = 512, image_height: int = 0,
-                 resize: str = "square"):
+                 system: str = "", *, processor: ImageProcessor | None = None, image_size: int = 224,
+                 image_mean: Sequence[float] = CLIP_MEAN, image_std: Sequence[float] = CLIP_STD,
+                 resolution: int = 512, image_height: int = 0, resize: str = "square", padding_side: str = "right"):
+        if padding_side not in PADDING_SIDES:
+            raise ValueError(f"padding_side must be one of {PADDING_SIDES}, got {padding_side!r}")
         self.tokenizer = tokenizer
         self.K, self.N = int(num_image_tokens), int(num_queries)
         self.max_length = max_length
         self.system = system or ""
         ids = SpecialIds.from_tokenizer(tokenizer)
         self.pad_id, self.eos_id = ids.pad, ids.eos
-        self.tf = ImageTransforms(image_size, image_mean, image_std, resolution, image_height=image_height,
-                                  resize=resize)
+        self.processor = processor if processor is not None else ImageProcessor(
+            image_size, image_mean, image_std, resolution, image_height=image_height, resize=resize)
+        self.padding_side = padding_side
         self.skipped: dict = {}
 
+    @classmethod
+    def for_model(cls, model, padding_side: str = "right", processor: ImageProcessor | None = None,
+                  max_length: Optional[int] = None) -> "Collator":
+        """The collator of a ``TextHarmonyModel`` (duck-typed: tokenizer, num_image_tokens, cfg.llm, processor):
+        its tokens per image, queries, system prompt, ``llm.max_length`` and preprocessing."""
+        c = model.cfg.llm
+        return cls(model.tokenizer, model.num_image_tokens, c.num_image_queries,
+                   c.max_length if max_length is None else max_length, c.chat_system,
+                   processor=processor if processor is not None else model.processor, padding_side=padding_side)
+
     # ------------------------------------------------------------------ one sample
+    def tokens(self, turns: list[dict], generation_prompt: bool = False):
+        """``encode_conversation`` with this collator's K, N, system prompt and max_length."""
+        return encode_conversation(self.tokenizer, turns, self.K, self.N, system=self.system,
+                                   max_length=self.max_length, add_generation_prompt=generation_prompt)
+
+    def encode_parts(self, turns: list[dict], vit_images: Sequence[Image.Image] = (), gen: tuple | None = None, *,
+                     task: str = "", generation_prompt: bool = False, enc=None) -> Encoded:
+        """Turns + the PIL images the ViT reads (one per ``<image>``, in order) + ``gen`` = (target (3, R, R),
+        masked (3, R, R), mask (1, R, R)) tensors for a ``<boi>`` block (or None) -> :class:`Encoded`.
+        ``generation_prompt``: end with the assistant header and no answer (a generation request). ``enc``: the
+        turns already encoded by :meth:`tokens`."""
+        enc = enc if enc is not None else self.tokens(turns, generation_prompt)
+        first = next((i for i, v in enumerate(enc.labels) if v != IGNORE_INDEX), len(enc.input_ids))
+        (H, W), R = self.processor.image_hw, self.processor.resolution
+        pix = torch.cat([self.processor.vit(im)[None] for im in vit_images]) if len(vit_images) else \
+            torch.zeros(0, 3, H, W)
+        if gen is None:
+            gt, gm, gk = torch.zeros(0, 3, R, R), torch.zeros(0, 3, R, R), torch.zeros(0, 1, R, R)
+        else:
+            gt, gm, gk = (x[None] for x in gen)
+        return Encoded(enc.input_ids, enc.labels, first, pix, gt, gm, gk, task, turns[0]["content"], enc.truncated)
+
     def encode(self, record: dict, images: dict) -> Encoded:
-        """``images``: {"input"?: PIL RGB, "target"?: PIL RGB, "mask"?: PIL L}."""
+        """A data record + ``images`` {"input"?: PIL RGB, "target"?: PIL RGB, "mask"?: PIL L} -> :class:`Encoded`.
+
+        The ViT reads ``input`` (the target when an edit sample has only target + mask), masked by the mask; the
+        decoder gets the target, the masked input (or target) and the mask, or t2i's empty condition."""
         try:
-            enc = encode_conversation(self.tokenizer, record["turns"], self.K, self.N, system=self.system,
-                                      max_length=self.max_length)
+            enc = self.tokens(record["turns"])
         except ValueError:
             raise SampleError("too_long") from None
-        first = next((i for i, v in enumerate(enc.labels) if v != IGNORE_INDEX), None)
-        if first is None:
+        if all(v == IGNORE_INDEX for v in enc.labels):
             raise SampleError("too_long" if enc.truncated else "no_answer")
         inp, target, mask = images.get("input"), images.get("target"), images.get("mask")
-        (H, W), R = self.tf.image_hw, self.tf.resolution
-        pix = torch.zeros(0, 3, H, W)
-        if enc.num_images:
+        vit = []
+        if enc.num_images and isinstance(inp, (list, tuple)):    # several input images (a page's word crops)
+            if len(inp) != enc.num_images or mask is not None:
+                raise SampleError("missing_input")
+            vit = list(inp)
+        elif enc.num_images:
             src = inp if inp is not None else (target if mask is not None else None)
             if src is None or enc.num_images > 1:
                 raise SampleError("missing_input")
-            if mask is not None:
-                src = apply_mask(src, mask)
-            pix = self.tf.vit(src)[None]
-        gt, gm, gk = torch.zeros(0, 3, R, R), torch.zeros(0, 3, R, R), torch.zeros(0, 1, R, R)
+            vit = [apply_mask(src, mask) if mask is not None else src]
+        gen = None
         if enc.num_outputs:
             if target is None or enc.num_outputs > 1:
                 raise SampleError("missing_target")
-            t = self.tf.decoder(target)
+            p = self.processor
+            t = p.decoder(target)
             if mask is not None:
-                m = self.tf.mask(mask)
-                src = self.tf.decoder(inp) if inp is not None else t
-                masked = masked_target(src, m)
+                m = p.mask(mask)
+                gen = (t, masked_target(p.decoder(inp) if inp is not None else t, m), m)
             else:
-                masked, m = torch.zeros_like(t), torch.ones(1, R, R)
-            gt, gm, gk = t[None], masked[None], m[None]
-        prompt = record["turns"][0]["content"]
-        ctc = None
+                gen = (t, *t2i_condition(p.resolution))
+        out = self.encode_parts(record["turns"], vit, gen, task=record.get("task", ""), enc=enc)
         if record.get("ctc") and enc.num_images == 1:
-            ctc = [t for t in enc.labels[first:] if t != IGNORE_INDEX and t != self.eos_id]
-        return Encoded(enc.input_ids, enc.labels, first, pix, gt, gm, gk, record.get("task", ""), prompt,
-                       enc.truncated, ctc)
+            out.ctc = [t for t in enc.labels[out.prompt_len:] if t != IGNORE_INDEX and t != self.eos_id]
+        return out
 
     # ------------------------------------------------------------------ a batch
     def collate(self, items: list[Encoded]) -> dict:
+        """Pad ``items`` into the batch dict of the module docstring (``padding_side`` for the token tensors)."""
         B = len(items)
         L = max((len(e.input_ids) for e in items), default=0)
-        (H, W), R = self.tf.image_hw, self.tf.resolution
+        (H, W), R = self.processor.image_hw, self.processor.resolution
         ids = torch.full((B, L), self.pad_id, dtype=torch.long)
         labels = torch.full((B, L), IGNORE_INDEX, dtype=torch.long)
         am = torch.zeros((B, L), dtype=torch.long)
         pm = torch.zeros((B, L), dtype=torch.bool)
         for i, e in enumerate(items):
             n = len(e.input_ids)
-            ids[i, :n] = torch.tensor(e.input_ids, dtype=torch.long)
-            labels[i, :n] = torch.tensor(e.labels, dtype=torch.long)
-            am[i, :n] = 1
-            pm[i, :e.prompt_len] = True
+            o = L - n if self.padding_side == "left" else 0
+            ids[i, o:o + n] = torch.tensor(e.input_ids, dtype=torch.long)
+            labels[i, o:o + n] = torch.tensor(e.labels, dtype=torch.long)
+            am[i, o:o + n] = 1
+            pm[i, o:o + e.prompt_len] = True
         cat = lambda xs, shape: torch.cat(xs) if xs else torch.zeros(0, *shape)  # noqa: E731
         out = {}
         ctc_rows = [(e.ctc if e.ctc is not None else []) for e in items for _ in range(e.pixel_values.shape[0])]
@@ -164,4 +213,3 @@ class Collator:
             except SampleError as e:
                 self.skipped[e.reason] = self.skipped.get(e.reason, 0) + 1
         return self.collate(items)
-

@@ -10,7 +10,8 @@ YAML example::
       num_workers: 2
       shuffle_buffer: 1000
       seed: 0
-      # image / text settings default to the model config (DataConfig.resolve(model_cfg))
+      # image / text settings default to the model config: DataConfig.resolve(model_cfg), done once (by the
+      # training data factory, or by build_loader for a config that is not resolved yet)
 
 ``urls`` starting with ``pipe:`` make webdataset run the rest as a shell command: refused unless the config
 sets ``allow_pipe_urls: true`` (a data config from elsewhere must not run commands by being loaded).
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 from ..config import ConfigError, build_config, from_dict
 from .schema import LANGS, TASKS
@@ -37,6 +38,9 @@ class DatasetSpec:
 
 @dataclass
 class DataConfig:
+    """The webdataset loader's settings. The image / length fields left ``None`` come from the model config
+    (:meth:`resolve`); set, they override it (a loader without a model, an experiment at another size)."""
+    key_prefix: ClassVar[str] = ""                # prefix of the keys named in errors ("data." inside a train config)
     datasets: list = field(default_factory=list)  # [DatasetSpec | dict]
     batch_size: int = 8
     num_workers: int = 2                          # capped at the largest dataset's shards per rank
@@ -61,33 +65,49 @@ class DataConfig:
     allow_pipe_urls: bool = False                 # urls "pipe:CMD" run CMD in a shell (webdataset): off unless set
 
     def __post_init__(self):
+        k = self.key_prefix
         specs = []
         for i, d in enumerate(self.datasets or []):
-            spec = d if isinstance(d, DatasetSpec) else from_dict(DatasetSpec, d, prefix=f"datasets.{i}.")
+            spec = d if isinstance(d, DatasetSpec) else from_dict(DatasetSpec, d, prefix=f"{k}datasets.{i}.")
             if spec.urls is None or spec.urls == "" or spec.urls == []:
-                raise ConfigError(f"config key 'datasets.{i}.urls' is required (shard pattern, glob, dir or list)")
+                raise ConfigError(f"config key '{k}datasets.{i}.urls' is required (shard pattern, glob, dir or list)")
             if not isinstance(spec.urls, (str, list)):
-                raise ConfigError(f"config key 'datasets.{i}.urls' expects str or list, got {type(spec.urls).__name__}")
+                raise ConfigError(f"config key '{k}datasets.{i}.urls' expects str or list, got "
+                                  f"{type(spec.urls).__name__}")
             pipes = [u for u in (spec.urls if isinstance(spec.urls, list) else [spec.urls])
                      if isinstance(u, str) and u.lstrip().startswith("pipe:")]
             if pipes and not self.allow_pipe_urls:
-                raise ConfigError(f"config key 'datasets.{i}.urls': {pipes[0][:80]!r} is a 'pipe:' URL, which runs a "
+                raise ConfigError(f"config key '{k}datasets.{i}.urls': {pipes[0][:80]!r} is a 'pipe:' URL, which runs a "
                                   f"shell command; give shard files, or set 'allow_pipe_urls: true' in the data "
                                   f"config if you trust it")
             if not spec.weight > 0:
-                raise ConfigError(f"config key 'datasets.{i}.weight' must be > 0, got {spec.weight}")
-            _check_names(spec.tasks, TASKS, f"datasets.{i}.tasks")
+                raise ConfigError(f"config key '{k}datasets.{i}.weight' must be > 0, got {spec.weight}")
+            _check_names(spec.tasks, TASKS, f"{k}datasets.{i}.tasks")
             spec.name = spec.name or f"dataset{i}"
             specs.append(spec)
         self.datasets = specs
-        _check_names(self.tasks, TASKS, "tasks")
-        _check_names(self.langs, LANGS, "langs")
+        _check_names(self.tasks, TASKS, f"{k}tasks")
+        _check_names(self.langs, LANGS, f"{k}langs")
         for key in ("batch_size", "prefetch_factor"):
             if getattr(self, key) < 1:
-                raise ConfigError(f"config key '{key}' must be >= 1, got {getattr(self, key)}")
+                raise ConfigError(f"config key '{k}{key}' must be >= 1, got {getattr(self, key)}")
         for key in ("num_workers", "shuffle_buffer", "epoch_samples"):
             if getattr(self, key) < 0:
-                raise ConfigError(f"config key '{key}' must be >= 0, got {getattr(self, key)}")
+                raise ConfigError(f"config key '{k}{key}' must be >= 0, got {getattr(self, key)}")
+
+    @property
+    def resolved(self) -> bool:
+        """True when no image / length setting is left to the model config."""
+        return None not in (self.max_length, self.image_size, self.image_height, self.image_resize, self.image_mean,
+                            self.image_std, self.resolution)
+
+    def image_processor(self, default=None):
+        """The :class:`~textharmony.data.transforms.ImageProcessor` of this (resolved) config: ``default`` (the
+        model's own) when its settings are these, else a new one from these settings."""
+        from .transforms import ImageProcessor
+        p = ImageProcessor(self.image_size, self.image_mean, self.image_std, self.resolution, self.image_height,
+                           self.image_resize)
+        return default if default is not None and default.settings() == p.settings() else p
 
     def resolve(self, model_cfg=None) -> "DataConfig":
         """A copy with the ``None`` image/text settings taken from a ``ModelConfig`` (or defaults)."""

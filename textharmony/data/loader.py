@@ -20,27 +20,24 @@ shards, config, world size and worker count (checked; ``strict=False`` to overri
 """
 from __future__ import annotations
 
-import glob
 import hashlib
-import io
 import itertools
 import json
 import logging
 import os
 import random
-import re
 from typing import Iterator, Optional
 
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..config import ConfigError
+from ..images import decode_image, decode_mask, image_size
 from .collate import Collator, SampleError
 from .config import DataConfig
 from .schema import ROLES, find_image, load_record
+from .shards import expand_urls, shuffled, tar_samples  # noqa: F401  (tar_samples: public here too)
 from .stats import CountingHandler, DataStats
-from .transforms import decode_image
 
 log = logging.getLogger("textharmony.data")
 STATE_VERSION = 1
@@ -53,131 +50,18 @@ class Filtered(Exception):
         self.reason = reason
 
 
-def expand_urls(spec) -> list[str]:
-    """Brace patterns, globs, directories (all ``*.tar``) or a list of those -> sorted shard list."""
-    import braceexpand
-    out: list[str] = []
-    for s in (spec if isinstance(spec, list) else [spec]):
-        s = os.path.expanduser(str(s))
-        if os.path.isdir(s):
-            out += sorted(glob.glob(os.path.join(s, "*.tar")))
-            continue
-        for u in braceexpand.braceexpand(s):
-            if any(c in u for c in "*?[") and "://" not in u:
-                out += sorted(glob.glob(u))
-            else:
-                out.append(u)
-    return out
-
-
 def _rng(*parts) -> random.Random:
     return random.Random("/".join(map(str, parts)))
-
-
-def shuffled(it: Iterator, bufsize: int, rng: random.Random) -> Iterator:
-    """Deterministic buffer shuffle (like ``wds.shuffle``) driven by ``rng``."""
-    buf: list = []
-    for x in it:
-        if len(buf) < bufsize:
-            buf.append(x)
-            continue
-        k = rng.randrange(bufsize)
-        buf[k], x = x, buf[k]
-        yield x
-    rng.shuffle(buf)
-    yield from buf
-
-
-class _CutMember(Exception):
-    """A member's data could not be read (truncated / corrupt shard); ``key`` is the sample it belongs to."""
-
-    def __init__(self, key: str, exn: BaseException):
-        super().__init__(*exn.args)
-        self.key, self.exn = key, exn
-
-
-_META_RE = re.compile(r"__[^/]*__($|/)")
-
-
-def tar_samples(urls: list[str], handler) -> Iterator[dict]:
-    """Raw samples ``{"__key__", "__url__", "<suffix>": bytes}`` of the tar shards ``urls``, in order.
-
-    Members are grouped by key as webdataset's ``tarfile_to_samples`` does (``gopen`` opens the shards, so
-    local paths and URLs work alike), with these differences: a damaged shard is ``handler``-ed once (webdataset
-    reports a truncated member twice) and the rest of that shard is not read; a sample whose member could
-    not be read is dropped (webdataset yields it without that member), while the complete sample before it
-    is kept; a sample with a duplicated member is ``handler``-ed once (``duplicate_file``) and dropped
-    (webdataset reports it, then yields it with the first copy)."""
-    import tarfile
-
-    from webdataset.gopen import gopen
-    from webdataset.tariterators import base_plus_ext, valid_sample
-    for url in urls:
-        try:
-            stream = gopen(url)
-        except Exception as e:  # noqa: BLE001 - missing / unreadable shard: counted, next shard
-            e.args = e.args + (url,)
-            if handler(e):
-                continue
-            raise
-        cur = None
-        try:
-            try:
-                tf = tarfile.open(fileobj=stream, mode="r|*")
-                for info in tf:
-                    fname = info.name
-                    if not info.isreg() or _META_RE.match(fname):
-                        continue
-                    key, suffix = base_plus_ext(fname)
-                    if key is None:
-                        continue
-                    try:
-                        data = tf.extractfile(info).read()
-                    except Exception as e:  # noqa: BLE001 - tarfile.ReadError, EOFError, OSError, zlib ...
-                        raise _CutMember(key, e) from None
-                    tf.members = []                   # streaming: keep no member list
-                    suffix = suffix.lower()
-                    if cur is None or key != cur["__key__"]:
-                        if valid_sample(cur):
-                            yield cur
-                        cur = {"__key__": key, "__url__": url}
-                    if suffix in cur:
-                        if not cur.get("__bad__"):
-                            exn = ValueError(f"{fname}: duplicate file name in tar file {url}")
-                            if not handler(exn):
-                                raise exn
-                        cur["__bad__"] = True         # valid_sample() refuses it: neither copy is used
-                        continue
-                    cur[suffix] = data
-            except Exception as e:  # noqa: BLE001 - a damaged shard: counted once, the rest of it skipped
-                exn = e.exn if isinstance(e, _CutMember) else e
-                if not isinstance(e, _CutMember) or (cur is not None and cur["__key__"] == e.key):
-                    cur = None                        # it lost a member (or may have): never used
-                exn.args = exn.args + (url,)
-                if not handler(exn):
-                    raise exn from None
-            if valid_sample(cur):
-                yield cur
-        finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
-
-
-def _image_size(data: bytes) -> Optional[tuple]:
-    """(w, h) from the image header (no decoding), None when unreadable."""
-    try:
-        return Image.open(io.BytesIO(data)).size
-    except Exception:  # noqa: BLE001 - reported as image_corrupt by the decoding that follows
-        return None
 
 
 def decode_sample(raw: dict, cfg: DataConfig, tasks: Optional[set], draft: int) -> tuple[dict, dict]:
     """Raw webdataset sample -> (record, {role: PIL}); raises SampleError / Filtered.
 
-    A mask whose size differs from its target's (the input's when there is no target) is
-    ``mask_size_mismatch``: resizing it would repaint a region the record does not mean. Compared on the
-    stored sizes, before any reduced-scale JPEG decoding (``draft``)."""
+    Images are decoded by the one policy of :mod:`textharmony.images` (EXIF orientation, alpha on white, 16-bit
+    scaled: what inference does with the same file); masks become binary ``L``. A mask whose size differs from its
+    target's (the input's when there is no target) is ``mask_size_mismatch``: resizing it would repaint a region
+    the record does not mean. Compared on the header sizes as decoded (EXIF-turned), before any reduced-scale JPEG
+    decoding (``draft``)."""
     rec, reason = load_record(raw)
     if reason:
         raise SampleError(reason)
@@ -189,7 +73,7 @@ def decode_sample(raw: dict, cfg: DataConfig, tasks: Optional[set], draft: int) 
     if mask_name is not None:
         ref_name = find_image(raw, "target") or find_image(raw, "input")
         if ref_name is not None:
-            ms, rs = _image_size(raw[mask_name]), _image_size(raw[ref_name])
+            ms, rs = image_size(raw[mask_name]), image_size(raw[ref_name])
             if ms is not None and rs is not None and ms != rs:
                 raise SampleError("mask_size_mismatch")
     images = {}
@@ -198,7 +82,7 @@ def decode_sample(raw: dict, cfg: DataConfig, tasks: Optional[set], draft: int) 
         if name is None:
             continue
         try:
-            images[role] = decode_image(raw[name], "L" if role == "mask" else "RGB", draft)
+            images[role] = decode_mask(raw[name]) if role == "mask" else decode_image(raw[name], draft)
         except Exception:  # PIL raises many types on bad data
             raise SampleError("image_corrupt") from None
     return rec, images
@@ -262,7 +146,7 @@ class MixtureDataset(IterableDataset):
         stats = DataStats.from_dict(st.get("stats"))
         handler = CountingHandler(DataStats() if skip else stats)   # replayed read errors are not re-counted
         target = self.cfg.epoch_samples // n_slots if self.cfg.epoch_samples else None
-        draft = self.collator.tf.min_decode_size
+        draft = self.collator.processor.min_decode_size
         bs, buf, consumed, streak = self.cfg.batch_size, [], 0, 0
 
         def meta(final=False):
@@ -408,12 +292,14 @@ class TextHarmonyLoader:
 
 
 def build_loader(cfg: DataConfig, tokenizer, num_image_tokens: int, num_queries: int, system: str = "",
-                 model_cfg=None, rank: Optional[int] = None, world_size: Optional[int] = None) -> TextHarmonyLoader:
-    """The loader for ``cfg`` (``None`` image/length settings taken from ``model_cfg``, a ModelConfig)."""
+                 model_cfg=None, rank: Optional[int] = None, world_size: Optional[int] = None,
+                 processor=None) -> TextHarmonyLoader:
+    """The loader for ``cfg``. A config whose image / length settings are not all set yet is resolved here against
+    ``model_cfg`` (a ModelConfig; defaults without one); a resolved one (the training factory's) is used as it is.
+    ``processor``: the model's :class:`~textharmony.data.transforms.ImageProcessor`, used when the config's image
+    settings are its own (:meth:`DataConfig.image_processor`)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    cfg = cfg.resolve(model_cfg)
+    cfg = cfg if cfg.resolved else cfg.resolve(model_cfg)
     collator = Collator(tokenizer, num_image_tokens, num_queries, cfg.max_length, system,
-                        image_size=cfg.image_size, image_height=cfg.image_height, resize=cfg.image_resize,
-                        image_mean=cfg.image_mean, image_std=cfg.image_std,
-                        resolution=cfg.resolution)
+                        processor=cfg.image_processor(processor))
     return TextHarmonyLoader(cfg, collator, rank=rank, world_size=world_size)

@@ -1,6 +1,8 @@
 """Editing masks and masked images.
 
-Conventions (one place, used by the converters, the collator and inference):
+The convention itself (mask values, the ViT's mid-grey fill, the decoder's masked image, text-to-image's empty
+condition) is defined once in :mod:`textharmony.images`, which the model uses at inference; this module adds
+what the converters and the collator need on top of it:
   mask        PIL ``L`` image, 255 = repaint, 0 = keep; tensors (1, R, R) in {0, 1}, 1 = repaint
   ViT input   of an edit sample: the image with the mask region filled with mid-grey (128), which is
               0 in the decoder's [-1, 1] range, so both sides see the same "empty" colour
@@ -13,10 +15,9 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
-from ..model.generation import MASK_FILL, masked_vit_image
+from ..images import MASK_FILL, masked_target, masked_vit_image, t2i_condition  # noqa: F401  (re-exported)
 
 FILL = MASK_FILL  # uint8 value of masked pixels in the ViT-side image (0 in [-1, 1])
 
@@ -35,22 +36,13 @@ def polygon_mask(size: tuple[int, int], polygons: Sequence[Sequence[Sequence[flo
 
 
 def apply_mask(img: Image.Image, mask: Image.Image) -> Image.Image:
-    """The ViT-side masked image: ``img`` (RGB) with mask pixels (>127) set to ``FILL``. The same function
-    the model uses at inference (``model.generation.masked_vit_image``), so training input cannot drift."""
+    """The ViT-side masked image: ``img`` (RGB) with mask pixels (>127) set to ``FILL``, the mask resized (nearest)
+    to the image first. The same function the model uses at inference (``images.masked_vit_image``), so
+    training input cannot drift."""
     img = img.convert("RGB")
     if mask.size != img.size:
         mask = mask.resize(img.size, Image.NEAREST)
     return masked_vit_image(img, mask)
-
-
-def masked_target(target_pm1: torch.Tensor, mask01: torch.Tensor) -> torch.Tensor:
-    """(3, R, R) in [-1, 1] and (1, R, R) in {0, 1} -> masked image, masked pixels = 0."""
-    return target_pm1 * (mask01 < 0.5).to(target_pm1.dtype)
-
-
-def t2i_condition(resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(gen_masked, gen_mask) of a text-to-image block: zeros (3, R, R) and ones (1, R, R)."""
-    return torch.zeros(3, resolution, resolution), torch.ones(1, resolution, resolution)
 
 
 def mask_from_pair(masked: Image.Image, target: Image.Image, dark: int = 16,

@@ -14,7 +14,8 @@ Record fields:
   ``task``     one of TASKS
   ``lang``     "en" | "zh" (language of the text content)
   ``turns``    [{"role": "user"|"assistant", "content": str}], ``<image>`` = input image, ``<boi>`` = output image
-  ``words``    [{"text": str, "polygon": [[x, y], ...] (>=3 points, pixels of ``size``), "conf": float?}]
+  ``words``    [{"text": str, "polygon": [[x, y], ...] (>=3 points, pixels of ``size``), "conf": float?,
+                "category": str? (documents: the field / label class, see tasks.kie_fields)}]
                (finite numbers: a NaN / Infinity coordinate or confidence makes the record ``bad_words``)
   ``size``     [w, h] pixel frame of ``words`` (the input image; the target for t2i)
   ``caption``  str ("" when unknown)
@@ -36,10 +37,11 @@ from typing import Any, Optional
 from PIL import Image
 
 from ..sequence import BOI_TOKEN, IMAGE_TOKEN
+from ..task_names import DATA_TASKS, OUTPUT_DATA_TASKS
 
 SCHEMA_VERSION = 1
-TASKS = ("detect", "spot", "recognize", "vqa", "caption", "t2i", "edit")
-OUTPUT_TASKS = ("t2i", "edit")
+TASKS = DATA_TASKS                  # the data task names (textharmony.task_names: the one vocabulary)
+OUTPUT_TASKS = OUTPUT_DATA_TASKS
 LANGS = ("en", "zh")
 SPLITS = ("train", "eval")
 IMAGE_EXTS = ("png", "jpg", "jpeg", "webp")

@@ -12,6 +12,12 @@ answer ``<boi>``. Answer formats (boxes: see :mod:`textharmony.data.boxes`, 0..9
   caption    the caption
   t2i        ``<boi>`` (prompt: caption + the words to render, quoted)
   edit       ``<boi>`` (prompt as the release: ``Fill the masked part in this image with "WORD".``)
+  kie        key-information extraction: the prompt names fields (``Extract: invoice number, date, total`` /
+             ``请从该文档中提取以下信息：发票号码、开票日期、金额合计``), the answer is one ``name: value`` line
+             per field asked, in the prompt's order (:func:`kie_answer`; parsed back by
+             ``textharmony.metrics.kie.parse_fields``). Fields come from ``meta["fields"]``
+             (``[{"category", "name", "value", "words"}]``, what the annotations converter stores) or else
+             from the words' ``category`` (:func:`kie_fields`)
 Index 0 of every template list is the canonical wording (the release's where it has one);
 ``paraphrase=False`` always uses it (evaluation parity).
 
@@ -127,6 +133,17 @@ PROMPTS: dict[tuple[str, str], list[str]] = {
         '在图片的遮挡区域写上"{word}"。',
         '把图中遮挡的区域替换为文字"{word}"。',
     ],
+    ("kie", "en"): [
+        "Extract: {fields}",
+        "Extract the following fields from this document: {fields}. Answer one 'field: value' per line.",
+        "Read this document and give its {fields}, one 'field: value' per line.",
+        "Key information extraction. Fields: {fields}.",
+    ],
+    ("kie", "zh"): [
+        "请从该文档中提取以下信息：{fields}",
+        "提取这份文档中的以下字段：{fields}。每行输出一个“字段: 值”。",
+        "请读取这张票据，给出{fields}，每行一个“字段: 值”。",
+    ],
 }
 # The release's OCR templates (``_get_ocr``) by the task here that answers them; the release writes ``{box}`` and
 # its answers' polygons as ``[[x, y], ...]`` in a 448-px frame (boxes.words_to_release_text), its recognize
@@ -142,6 +159,11 @@ RELEASE_NO_TEXT = "No text detected in this image."     # the release's answer f
 TEXT_CLAUSE = {"en": "Text: {words}.", "zh": "文字：{words}。"}
 NO_CAPTION = {"en": "An image with the text {words}.", "zh": "一张写有{words}的图片。"}
 MAX_T2I_WORDS = 8
+KIE_JOIN = {"en": ", ", "zh": "、"}          # between the field names of a kie prompt
+# categories that are not fields: key labels (``*_key``, FUNSD's ``question``), headers and unlabelled text
+NON_FIELD_CATEGORIES = frozenset({"", "o", "other", "others", "ignore", "none", "text", "background", "header",
+                                  "title", "question", "key"})
+KEY_SUFFIXES = ("_key", "-key", " key", ".key")
 _QUOTED_RE = re.compile(r'"([^"]+)"|\'([^\']+)\'|“([^”]+)”')
 
 
@@ -247,6 +269,16 @@ def make_turns(task: str, record: dict, rng: random.Random, lang: Optional[str] 
         words = [x["text"] for x in ordered(_words(record))] if record.get("words") else []
         desc = t2i_prompt_text(record.get("caption", ""), words, lang)
         return _qa(p("t2i", caption=desc), BOI_TOKEN)
+    if task == "kie":
+        fields = _kie_record_fields(record)
+        if not fields:
+            raise TaskError("no_fields")
+        ask = fields
+        if paraphrase and len(fields) > 1 and rng.random() < 0.5:     # a random subset, in document order
+            keep = sorted(rng.sample(range(len(fields)), rng.randint(1, len(fields) - 1)))
+            ask = [fields[i] for i in keep]
+        names = KIE_JOIN.get(lang, KIE_JOIN["en"]).join(f["name"] for f in ask)
+        return _qa(img + p("kie", fields=names), kie_answer(ask))
     if task == "edit":
         word = meta.get("edit_word")
         if not word:
@@ -280,3 +312,75 @@ def edit_prompt(word: str, lang: str = "en") -> str:
 def t2i_prompt(caption: str, lang: str = "en") -> str:
     """The canonical text-to-image instruction (inference / evaluation)."""
     return PROMPTS[("t2i", lang)][0].format(caption=caption)
+
+
+# --------------------------------------------------------------------------- key-information extraction
+def is_field_category(category) -> bool:
+    """True for a category that names a field (a value to extract), False for key labels (``*_key``,
+    ``question``), headers and unlabelled text (:data:`NON_FIELD_CATEGORIES`) and for no category."""
+    if not isinstance(category, str):
+        return False
+    c = category.strip().lower()
+    return bool(c) and c not in NON_FIELD_CATEGORIES and not c.endswith(KEY_SUFFIXES)
+
+
+def field_name(category: str, names: Optional[dict] = None) -> str:
+    """The display name of a field category: ``names[category]`` when given, else the category with ``_`` /
+    ``-`` as spaces (``invoice_number`` -> ``invoice number``)."""
+    if names and isinstance(names.get(category), str) and names[category].strip():
+        return " ".join(names[category].split())
+    return " ".join(category.replace("_", " ").replace("-", " ").split())
+
+
+def join_texts(texts: list[str]) -> str:
+    """Texts of one field in reading order -> one line: a space between them, none between two CJK characters."""
+    from .schema import detect_lang
+    out = ""
+    for t in (" ".join(str(x).split()) for x in texts):
+        if not t:
+            continue
+        glue = "" if not out or (detect_lang(out[-1]) == "zh" and detect_lang(t[0]) == "zh") else " "
+        out += glue + t
+    return out
+
+
+def kie_fields(words: list[dict], names: Optional[dict] = None) -> list[dict]:
+    """The fields of a document from its words' ``category``: one per field category (:func:`is_field_category`),
+    ``{"category", "name" (:func:`field_name`), "value" (its words in reading order, :func:`join_texts`),
+    "words" (indices into ``words``)}``, ordered by the reading order of each field's first word. A display name
+    given to two categories falls back to the category itself for the second."""
+    index = {id(w): i for i, w in enumerate(words)}
+    groups: dict[str, list[int]] = {}
+    for w in ordered([x for x in words if str(x.get("text", "")).strip() and x.get("polygon")]):
+        if is_field_category(w.get("category")):
+            groups.setdefault(w["category"], []).append(index[id(w)])
+    out, seen = [], set()
+    for cat, ids in groups.items():
+        name = field_name(cat, names)
+        if name.casefold() in seen:
+            name = cat
+        seen.add(name.casefold())
+        out.append({"category": cat, "name": name, "value": join_texts([words[i]["text"] for i in ids]),
+                    "words": ids})
+    return out
+
+
+def _kie_record_fields(record: dict) -> list[dict]:
+    meta = record.setdefault("meta", {})
+    fields = meta.get("fields")
+    if fields is None:
+        fields = kie_fields(record.get("words") or [], meta.get("field_names"))
+        meta["fields"] = fields
+    return [f for f in fields if isinstance(f, dict) and str(f.get("name", "")).strip()
+            and str(f.get("value", "")).strip()]
+
+
+def kie_answer(fields: list[dict]) -> str:
+    """``name: value`` per field, one line each (names and values on one line, whitespace collapsed)."""
+    return "\n".join(f"{' '.join(str(f['name']).split())}: {' '.join(str(f['value']).split())}" for f in fields)
+
+
+def kie_prompt(names: list[str], lang: str = "en") -> str:
+    """The canonical key-information-extraction instruction naming ``names`` (inference / evaluation)."""
+    return PROMPTS[("kie", lang if lang in KIE_JOIN else "en")][0].format(
+        fields=KIE_JOIN.get(lang, KIE_JOIN["en"]).join(names))

@@ -1,4 +1,9 @@
-"""PIL -> tensors for both sides of the model (no model code imported: sizes / statistics are passed in).
+"""The model's preprocessing: one :class:`ImageProcessor`, built from the model config, for both sides of the model.
+
+The model owns one (``TextHarmonyModel.processor = ImageProcessor.from_config(cfg)``, open_clip's
+``create_model_and_transforms``); the training collator, the pipeline (through the model's generation) and the
+evaluation suites use that object, so a training batch and an inference request are preprocessed by the same code.
+Its input is an RGB PIL image already decoded by :mod:`textharmony.images` (the one decoding policy).
 
   vit(img)      (3, H, W) float (H = W = S unless ``image_height``): ``resize="square"`` stretches to H x W
                 (bicubic, aspect not kept, like CLIPImageProcessor with ``do_center_crop=False``);
@@ -6,15 +11,20 @@
                 colour (:func:`letterbox`); then /255, (x - mean) / std
   decoder(img)  (3, R, R) in [-1, 1]
   mask(img)     (1, R, R) in {0, 1}, 1 = repaint (nearest resize, > 127)
+  to_pil(x)     (3, R, R) in [-1, 1] -> RGB PIL (the decoder's output)
+
+No model code is imported here (sizes and statistics come from the config).
 """
 from __future__ import annotations
 
-import io
 from typing import Sequence
 
 import numpy as np
 import torch
 from PIL import Image
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def letterbox(img: Image.Image, hw: tuple[int, int]) -> Image.Image:
@@ -33,18 +43,47 @@ def letterbox(img: Image.Image, hw: tuple[int, int]) -> Image.Image:
     return canvas
 
 
-class ImageTransforms:
-    def __init__(self, image_size: int, mean: Sequence[float], std: Sequence[float], resolution: int,
-                 image_height: int = 0, resize: str = "square"):
-        self.image_size, self.resolution = int(image_size), int(resolution)
-        self.image_hw = (int(image_height) or self.image_size, self.image_size)
+class ImageProcessor:
+    """PIL -> tensors for the ViT and the diffusion decoder (see the module docstring).
+
+    ``ImageProcessor(vit_size, mean, std, decoder_size, image_height=0, resize="square")``, or
+    :meth:`from_config` (a ``ModelConfig``). Attributes: ``image_hw`` (H, W) of the ViT input,
+    ``resolution`` (= ``decoder_size``) the decoder side, ``min_decode_size`` for reduced-scale JPEG decoding.
+    """
+
+    def __init__(self, vit_size: int, mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD,
+                 decoder_size: int = 512, image_height: int = 0, resize: str = "square"):
+        self.vit_size, self.decoder_size = int(vit_size), int(decoder_size)
+        self.image_hw = (int(image_height) or self.vit_size, self.vit_size)
         self.resize = resize
         self.mean = torch.tensor(list(mean), dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(list(std), dtype=torch.float32).view(3, 1, 1)
 
+    @classmethod
+    def from_config(cls, cfg) -> "ImageProcessor":
+        """The processor of a ``ModelConfig`` (``vision.image_size/image_height/resize/image_mean/image_std``,
+        ``decoder.resolution``)."""
+        v = cfg.vision
+        return cls(v.image_size, v.image_mean, v.image_std, cfg.decoder.resolution, v.image_height, v.resize)
+
+    @property
+    def resolution(self) -> int:
+        """Decoder side R."""
+        return self.decoder_size
+
+    @property
+    def min_decode_size(self) -> int:
+        """JPEGs may be decoded at reduced scale (``Image.draft``) down to this side."""
+        return max(max(self.image_hw), self.decoder_size)
+
+    def settings(self) -> tuple:
+        """What the tensors depend on: (H, W, resize, mean, std, R)."""
+        return (*self.image_hw, self.resize, tuple(self.mean.flatten().tolist()), tuple(self.std.flatten().tolist()),
+                self.decoder_size)
+
     @staticmethod
     def to_tensor(img: Image.Image, size: int) -> torch.Tensor:
-        """(3, size, size) in [0, 1]."""
+        """(3, size, size) in [0, 1] (bicubic resize when the size differs)."""
         img = img.convert("RGB")
         if img.size != (size, size):
             img = img.resize((size, size), Image.BICUBIC)
@@ -63,25 +102,22 @@ class ImageTransforms:
         return (x - self.mean) / self.std
 
     def decoder(self, img: Image.Image) -> torch.Tensor:
-        return self.to_tensor(img, self.resolution) * 2 - 1
+        """(3, R, R) in [-1, 1]."""
+        return self.to_tensor(img, self.decoder_size) * 2 - 1
 
     def mask(self, mask: Image.Image) -> torch.Tensor:
+        """(1, R, R) in {0, 1}; 1 = repaint."""
+        R = self.decoder_size
         m = mask.convert("L")
-        if m.size != (self.resolution, self.resolution):
-            m = m.resize((self.resolution, self.resolution), Image.NEAREST)
+        if m.size != (R, R):
+            m = m.resize((R, R), Image.NEAREST)
         return torch.from_numpy((np.asarray(m) > 127).astype(np.float32))[None]
 
-    @property
-    def min_decode_size(self) -> int:
-        """JPEGs may be decoded at reduced scale (``Image.draft``) down to this side."""
-        return max(max(self.image_hw), self.resolution)
+    @staticmethod
+    def to_pil(x: torch.Tensor) -> Image.Image:
+        """(3, H, W) in [-1, 1] -> PIL RGB."""
+        arr = ((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+        return Image.fromarray(arr)
 
 
-def decode_image(data: bytes, mode: str = "RGB", draft: int = 0) -> Image.Image:
-    """Fully decode image bytes (raises on truncated / non-image data). ``draft`` > 0 lets JPEG decode
-    at a reduced DCT scale that keeps both sides >= ``draft`` (much faster for large photos)."""
-    im = Image.open(io.BytesIO(data))
-    if draft and im.format == "JPEG" and min(im.size) > 2 * draft:
-        im.draft("RGB" if mode == "RGB" else mode, (draft, draft))
-    im.load()
-    return im.convert(mode)
+__all__ = ["CLIP_MEAN", "CLIP_STD", "ImageProcessor", "letterbox"]

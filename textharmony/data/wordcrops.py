@@ -244,54 +244,41 @@ def record_for(text: str, lang: str, rng: random.Random, prompt_lang: str = "tex
 
 
 class _Batches(IterableDataset):
-    """Batches ``start, start+1, ...`` of a :class:`WordCropStream` (run in a DataLoader worker process)."""
+    """Batches ``start, start+1, ...`` of a :class:`RenderedStream` (run in a DataLoader worker process)."""
 
-    def __init__(self, stream: "WordCropStream", start: int):
+    def __init__(self, stream: "RenderedStream", start: int):
         super().__init__()
         self.stream, self.start = stream, start
 
     def __iter__(self):
         i = self.start
         while True:
-            yield i, self.stream.collator(self.stream.samples(i))
+            yield i, self.stream.batch(i)
             i += 1
 
 
-class WordCropStream:
-    """Endless batches of rendered word crops through ``collator`` (the real training collator).
+class RenderedStream:
+    """Endless batches rendered on the fly, ``batch(i)`` a pure function of ``(seed, rank, i)``: the resume
+    state is one counter. ``workers`` > 0 renders in one DataLoader worker process (rendering then overlaps
+    the training step on a second core; one keeps the order trivially). Subclasses set ``kind``, ``batch``."""
+    kind = ""
 
-    ``workers`` > 0 renders in that many DataLoader worker processes (1 keeps the order trivially; rendering
-    then overlaps the training step on a second core). Batch ``i`` depends on nothing but ``(seed, rank, i)``."""
-
-    def __init__(self, collator, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 zh: float = 0.2, workers: int = 1, prefetch: int = 4, prompt_lang: str = "text"):
-        self.collator, self.batch_size = collator, batch_size
+    def __init__(self, seed: int = 0, rank: int = 0, world_size: int = 1, workers: int = 1, prefetch: int = 4):
         self.seed, self.rank, self.world = seed, rank, world_size
-        self.sampler = TextSampler(zh=zh)
-        self.fonts = font_families("train")
         self.index = 0
         self.epoch = 0
         self.workers, self.prefetch = min(int(workers), 1), prefetch
-        if prompt_lang not in ("text", "mixed"):
-            raise ValueError(f"data.words.prompt_lang must be 'text' or 'mixed', got {prompt_lang!r}")
-        self.prompt_lang = prompt_lang
         self._it = None
+
+    def batch(self, index: int) -> dict:
+        raise NotImplementedError
 
     def __iter__(self):
         return self
 
-    def samples(self, index: int) -> list:
-        rng = random.Random(f"words/{self.seed}/{self.rank}/{index}")
-        out = []
-        for _ in range(self.batch_size):
-            text, lang = self.sampler(rng)
-            img = render_crop(text, pick_font(text, lang, self.fonts, rng), rng)
-            out.append((record_for(text, lang, rng, self.prompt_lang), {"input": img}))
-        return out
-
     def __next__(self) -> dict:
         if not self.workers:
-            batch = self.collator(self.samples(self.index))
+            batch = self.batch(self.index)
         else:
             if self._it is None:
                 rng = torch.get_rng_state()          # the DataLoader draws its base seed from torch's RNG
@@ -304,10 +291,37 @@ class WordCropStream:
         return batch
 
     def state_dict(self) -> dict:
-        return {"kind": "words", "index": self.index, "seed": self.seed, "world_size": self.world}
+        return {"kind": self.kind, "index": self.index, "seed": self.seed, "world_size": self.world}
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("kind") != "words":
-            raise ValueError(f"checkpoint data position is for a {state.get('kind')!r} source, not 'words'")
+        if state.get("kind") != self.kind:
+            raise ValueError(f"checkpoint data position is for a {state.get('kind')!r} source, not {self.kind!r}")
         self._it = None
         self.index = int(state["index"])
+
+
+class WordCropStream(RenderedStream):
+    """Endless batches of rendered word crops through ``collator`` (the real training collator)."""
+    kind = "words"
+
+    def __init__(self, collator, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 zh: float = 0.2, workers: int = 1, prefetch: int = 4, prompt_lang: str = "text"):
+        super().__init__(seed, rank, world_size, workers, prefetch)
+        self.collator, self.batch_size = collator, batch_size
+        self.sampler = TextSampler(zh=zh)
+        self.fonts = font_families("train")
+        if prompt_lang not in ("text", "mixed"):
+            raise ValueError(f"data.words.prompt_lang must be 'text' or 'mixed', got {prompt_lang!r}")
+        self.prompt_lang = prompt_lang
+
+    def batch(self, index: int) -> dict:
+        return self.collator(self.samples(index))
+
+    def samples(self, index: int) -> list:
+        rng = random.Random(f"words/{self.seed}/{self.rank}/{index}")
+        out = []
+        for _ in range(self.batch_size):
+            text, lang = self.sampler(rng)
+            img = render_crop(text, pick_font(text, lang, self.fonts, rng), rng)
+            out.append((record_for(text, lang, rng, self.prompt_lang), {"input": img}))
+        return out

@@ -14,6 +14,8 @@ module                 metrics
 ``detection``          detection P/R/H-mean (ICDAR 2015 IoU protocol, integer clockwise
                        quads), spotting F1 (the end-to-end script's transcription match)
 ``recognition``        word accuracy, CER, NED
+``kie``                key-information extraction: ``field: value`` answer parser, WER (CER from
+                       ``recognition``), field P/R/F1 (per category), end-to-end document accuracy
 ``generation``         AnyText sentence accuracy / NED of OCR'd regions (official NED on
                        recogniser ids with ``charset=``), the same from a
                        full-image OCR read (position-free), MARIO-Eval
@@ -50,6 +52,7 @@ from .generation import (
     match_ocr_readings,
     text_line_scores,
 )
+from .kie import document_accuracy, field_metrics, kie_metrics, normalize_name, normalize_value, parse_fields, wer
 from .ocrbench import ocrbench_match, ocrbench_score
 from .recognition import cer, ned, recognition_metrics, word_accuracy
 from .vqa import normalize_vqa_answer, vqa_accuracy, vqa_score
@@ -69,19 +72,25 @@ __all__ = [
     "compute",
     "crop_text_region",
     "detection_metrics",
+    "document_accuracy",
+    "field_metrics",
     "fid",
     "generation_ocr_full_image",
     "generation_ocr_metrics",
     "icdar_transcription_match",
+    "kie_metrics",
     "mario_eval",
     "mario_eval_images",
     "mario_keywords",
     "match_ocr_readings",
     "ned",
+    "normalize_name",
+    "normalize_value",
     "normalize_vqa_answer",
     "ocrbench_match",
     "ocrbench_score",
     "official_quad",
+    "parse_fields",
     "polygon_iou",
     "recognition_metrics",
     "spotting_metrics",
@@ -89,6 +98,7 @@ __all__ = [
     "to_polygon",
     "vqa_accuracy",
     "vqa_score",
+    "wer",
     "word_accuracy",
 ]
 
@@ -138,6 +148,9 @@ METRICS: dict[str, tuple[Callable[..., dict], str]] = {
     "detection": (detection_metrics, "per image: detected polygons / GT items"),
     "spotting": (spotting_metrics, "per image: (polygon, text) detections / GT items"),
     "recognition": (lambda p, r, **kw: recognition_metrics(p, r, **kw), "predicted / GT strings"),
+    "kie": (kie_metrics, ("predictions: answers ('name: value' lines) or {name: value}; references: {name: value} "
+                          "or [{'name', 'value', 'category'}] per document")),
+    "wer": (lambda p, r, **kw: {"wer": wer(p, r, **kw)}, "predicted / reference strings (whitespace words)"),
     "text_lines": (text_line_scores, "OCR readings / target lines -> sentence accuracy, NED"),
     "generation": (_generation, ("predictions: images; references: [{'texts': [...], 'polygons': [...]}]; "
                                  "engine=<OCR engine>")),

@@ -1,10 +1,19 @@
-"""Inference: text generation (KV-cached ``generate``) and image generation / editing."""
+"""Inference: text generation (KV-cached ``generate``) and image generation / editing.
+
+Requests become batches through the training collator (:class:`textharmony.data.collate.Collator`, left-padded
+for ``generate``) and the model's own :class:`~textharmony.data.transforms.ImageProcessor`; the edit condition
+follows the mask convention of :mod:`textharmony.images`. Shapes: B requests, L tokens, M input images,
+R the decoder's resolution.
+"""
 from __future__ import annotations
 
 import torch
 from PIL import Image
 
-from ..sequence import IGNORE_INDEX, IMAGE_TOKEN, encode_conversation
+from ..data.collate import Collator
+from ..images import binary_mask, masked_target, masked_vit_image, t2i_condition
+from ..sequence import IMAGE_TOKEN
+from .feature_cache import cached_visual_tokens
 
 
 def _user_turns(prompt, n_images: int) -> list[dict]:
@@ -19,20 +28,21 @@ def _first_user_text(turns: list[dict]) -> str:
     return next((t["content"].replace(IMAGE_TOKEN, "").strip() for t in turns if t["role"] == "user"), "")
 
 
-def _encode(model, turns, generation_prompt: bool):
-    c = model.cfg.llm
-    enc = encode_conversation(model.tokenizer, turns, model.num_image_tokens, c.num_image_queries,
-                              system=c.chat_system, max_length=c.max_length,
-                              add_generation_prompt=generation_prompt)
-    if enc.truncated:  # at inference the dropped turn is the request itself: refuse, don't answer something else
-        raise ValueError(f"the prompt is longer than the model's max_length={c.max_length} tokens; shorten it")
-    return enc
-
-
-def _pixels(model, images: list[Image.Image]) -> torch.Tensor | None:
-    if not images:
-        return None
-    return torch.stack([model.processor.vit(im) for im in images]).to(model.device, model.dtype)
+def _batch(model, requests: list[tuple[list, list[Image.Image]]], generation_prompt: bool,
+           padding_side: str) -> dict:
+    """(turns, ViT images) per request -> the collator's batch, token tensors on the model's device and
+    ``pixel_values`` (M, 3, H, W) in its dtype. A prompt longer than ``llm.max_length`` is a ValueError."""
+    col = Collator.for_model(model, padding_side=padding_side)
+    items = []
+    for turns, images in requests:
+        enc = col.tokens(turns, generation_prompt)
+        if enc.truncated:  # at inference the dropped turn is the request itself: refuse, don't answer something else
+            raise ValueError(f"the prompt is longer than the model's max_length={col.max_length} tokens; shorten it")
+        items.append(col.encode_parts(turns, images, enc=enc))
+    b = col.collate(items)
+    dev = model.device
+    return {"input_ids": b["input_ids"].to(dev), "attention_mask": b["attention_mask"].to(dev),
+            "prompt_mask": b["prompt_mask"].to(dev), "pixel_values": b["pixel_values"].to(dev, model.dtype)}
 
 
 @torch.no_grad()
@@ -46,16 +56,10 @@ def generate_texts(model, images_list: list[list[Image.Image]], prompts: list, m
     ``llm.gen_repetition_penalty`` (1 / 1.0: plain greedy or sampling, passed to HF only when not 1)."""
     ids = model.ids
     turns = [_user_turns(p, len(ims)) for p, ims in zip(prompts, images_list)]
-    encs = [_encode(model, t, True) for t in turns]
-    L = max(len(e.input_ids) for e in encs)
-    inp = torch.full((len(encs), L), ids.pad, dtype=torch.long)
-    am = torch.zeros((len(encs), L), dtype=torch.long)
-    for i, e in enumerate(encs):
-        inp[i, L - len(e.input_ids):] = torch.tensor(e.input_ids)
-        am[i, L - len(e.input_ids):] = 1
-    inp, am = inp.to(model.device), am.to(model.device)
-    pixels = _pixels(model, [im for ims in images_list for im in ims])
-    embeds = model.embed(inp, pixels)
+    b = _batch(model, list(zip(turns, images_list)), True, "left")          # (B, L) left-padded
+    inp, am = b["input_ids"], b["attention_mask"]
+    visual = cached_visual_tokens(model, [im for ims in images_list for im in ims], b["pixel_values"])
+    embeds = model.embed(inp, b["pixel_values"], visual=visual)            # visual None: embed runs the ViT
     if seed is not None:
         torch.manual_seed(seed)
     gen_kw = dict(do_sample=do_sample, temperature=temperature, top_p=top_p) if do_sample else dict(do_sample=False)
@@ -74,15 +78,6 @@ def generate_texts(model, images_list: list[list[Image.Image]], prompts: list, m
         stop = [k for k, t in enumerate(row) if t in (ids.eos, ids.boi)]
         texts.append(model.tokenizer.decode(row[: stop[0]] if stop else row, skip_special_tokens=True).strip())
     return texts
-
-
-MASK_FILL = 128  # uint8 grey of the repaint region in the ViT's input (= 0 in the decoder's [-1, 1])
-
-
-def masked_vit_image(image: Image.Image, mask: Image.Image) -> Image.Image:
-    """The ViT sees the image with the repaint region (mask > 127) filled mid-grey."""
-    grey = Image.new("RGB", image.size, (MASK_FILL,) * 3)
-    return Image.composite(grey, image.convert("RGB"), mask.convert("L").point(lambda v: 255 if v > 127 else 0))
 
 
 @torch.no_grad()
@@ -106,27 +101,25 @@ def generate_images(model, prompt, images=None, mask: Image.Image | None = None,
         if mask.size != src.size:
             raise ValueError(f"mask size {mask.size} differs from image size {src.size}")
         vit_images = [masked_vit_image(src, mask)]
-        m = proc.mask(mask)[None]                                       # (1, 1, R, R)
-        masked = proc.decoder(src)[None] * (1 - m)                      # (1, 3, R, R)
+        m = proc.mask(mask)                                             # (1, R, R)
+        masked = masked_target(proc.decoder(src), m)[None]              # (1, 3, R, R)
+        m = m[None]                                                     # (1, 1, R, R)
     else:
         vit_images = images
-        r = dc.resolution
-        m, masked = torch.ones(1, 1, r, r), torch.zeros(1, 3, r, r)
+        masked, m = (x[None] for x in t2i_condition(dc.resolution))     # zeros (1, 3, R, R), ones (1, 1, R, R)
     turns = _user_turns(prompt, len(vit_images)) + [{"role": "assistant", "content": "<boi>"}]
-    enc = _encode(model, turns, False)
-    ids = torch.tensor([enc.input_ids], device=dev)
-    first_answer = next(i for i, lab in enumerate(enc.labels) if lab != IGNORE_INDEX)
-    prompt_mask = torch.zeros_like(ids, dtype=torch.bool)
-    prompt_mask[:, :first_answer] = True
-    embeds = model.embed(ids, _pixels(model, vit_images))
-    hidden = model._hidden(embeds, torch.ones_like(ids), prompt_mask, [_first_user_text(turns)])
+    b = _batch(model, [(turns, vit_images)], False, "right")                  # (1, L)
+    ids = b["input_ids"]
+    visual = cached_visual_tokens(model, vit_images, b["pixel_values"])
+    embeds = model.embed(ids, b["pixel_values"], visual=visual)            # visual None: embed runs the ViT
+    hidden = model._hidden(embeds, b["attention_mask"], b["prompt_mask"], [_first_user_text(turns)])
     ctx = model.image_context(hidden, ids).repeat(num_images, 1, 1)             # (G, T, d_cross)
     gen = torch.Generator().manual_seed(seed)
     out = model.decoder.sample(ctx, model.null_context, masked.repeat(num_images, 1, 1, 1).to(dev),
                                m.repeat(num_images, 1, 1, 1).to(dev), steps, guidance, gen, sampler, progress)
     pils = [proc.to_pil(x) for x in out]
     if mask is not None:
-        keep = mask.convert("L").point(lambda v: 255 if v > 127 else 0)
+        keep = binary_mask(mask)
         return [Image.composite(p.resize(src.size, Image.BICUBIC), src, keep) for p in pils]
     if size and size != dc.resolution:
         pils = [p.resize((size, size), Image.BICUBIC) for p in pils]

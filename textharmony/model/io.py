@@ -34,7 +34,7 @@ from ..config import ConfigError, ModelConfig, from_dict, to_dict
 
 CONFIG_NAME = "textharmony_config.yaml"
 WEIGHTS_NAME = "textharmony.safetensors"
-_OWN = ("connector.", "mapper.", "image_queries", "null_context", "vision.stem.", "ctc_head.")
+_OWN = ("connector.", "mapper.", "image_queries", "null_context", "vision.stem.", "ctc_head.", "detector.")
 
 
 class IncompleteModelError(FileNotFoundError):
@@ -207,11 +207,10 @@ def _quiet_loading():
 def load_model(cls, directory: str, dtype: torch.dtype | None = None):
     cfg = read_config(directory)
     check_weights(directory)
-    slide_cfg = copy.deepcopy(cfg.slide_lora)
-    cfg.slide_lora.enabled = False          # the adapters come from slide_lora/, not fresh init
+    adapters = os.path.join(directory, "slide_lora") if cfg.slide_lora.enabled else None
     try:
         with _quiet_loading():
-            model = cls.from_config(cfg, dtype=dtype)
+            model = cls.from_config(cfg, dtype=dtype, slide_lora_dir=adapters)    # Slide-LoRA from slide_lora/
     except (ConfigError, IncompleteModelError):
         raise
     except Exception as e:  # noqa: BLE001 - e.g. safetensors' SafetensorError: damage the header check missed
@@ -233,8 +232,4 @@ def load_model(cls, directory: str, dtype: torch.dtype | None = None):
         raise IncompleteModelError(f"'{directory}/{WEIGHTS_NAME}' does not match the config: "
                                    f"missing {sorted(expected - set(own))[:3]}, unexpected {sorted(set(own) - expected)[:3]}")
     model.load_state_dict(own, strict=False)
-    if slide_cfg.enabled:
-        from .slide_lora import load_slide_lora
-        load_slide_lora(model, os.path.join(directory, "slide_lora"))
-    model.cfg.slide_lora = slide_cfg
     return model.to(dtype) if dtype is not None else model

@@ -6,6 +6,8 @@ Batch (from ``textharmony.data.collate``; shapes: B rows, L tokens, M input imag
   pixel_values (M, 3, H, W) ViT-normalised, ctc_labels (M, T) target ids per image (-100 = pad; optional),
   gen_target / gen_masked (G, 3, R, R) in [-1, 1],
   gen_mask (G, 1, R, R) in {0, 1}, is_image_output (B,) bool (optional), prompt_text list[str] (optional).
+A detector batch (``textharmony.data.layouts``) holds only det_pixel_values (B, 3, S, S) standardised pages
+and det_target (B, 1, S/2, S/2) word-kernel maps; it trains the text-region head alone.
 """
 from __future__ import annotations
 
@@ -17,12 +19,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
+from ..data.transforms import ImageProcessor
 from ..sequence import IGNORE_INDEX, SpecialIds
 from .connector import build_connector, num_visual_tokens
+from .detector import TextDetector
 from .image_decoder import ImageDecoder
 from .llm import build_llm
 from .mapper import build_mapper
-from .vision import ImageProcessor, VisionTower
+from .vision import VisionTower
 
 
 @dataclass
@@ -33,6 +37,7 @@ class TextHarmonyOutput:
     loss_gate: torch.Tensor
     metrics: dict = field(default_factory=dict)
     loss_ctc: torch.Tensor | None = None
+    loss_det: torch.Tensor | None = None
 
 
 class TextHarmonyModel(nn.Module):
@@ -57,21 +62,40 @@ class TextHarmonyModel(nn.Module):
         # auxiliary CTC head on the visual tokens (blank = pad id): a training signal that makes each visual
         # token carry the characters under it; the LM head stays the reader
         self.ctc_head = nn.Linear(d, len(tokenizer)) if cfg.vision.ctc_weight > 0 else None
+        # text-region head on the whole image (optional): where the words are; the LLM reads them
+        self.detector = TextDetector(cfg.detector) if cfg.detector.enabled else None
         self.slide = None  # Slide-LoRA controller (attached by textharmony.model.slide_lora when enabled)
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_config(cls, cfg: ModelConfig, dtype: torch.dtype | None = None) -> "TextHarmonyModel":
-        """Build every part from ``cfg``: pretrained parts by hub id / dir, the rest randomly."""
+    def from_config(cls, cfg: ModelConfig, dtype: torch.dtype | None = None,
+                    slide_lora_dir: str | None = None) -> "TextHarmonyModel":
+        """Build every part from ``cfg``: pretrained parts by hub id / dir, the rest randomly. With
+        ``slide_lora.enabled`` the Slide-LoRA adapters are fresh, or those saved in ``slide_lora_dir``."""
         vision = VisionTower.build(cfg.vision)
         llm, tok = build_llm(cfg.llm, dtype=dtype)
         decoder = ImageDecoder.build(cfg.decoder)
         model = cls(cfg, vision, llm, tok, decoder)
-        if cfg.slide_lora.enabled:
+        if cfg.slide_lora.enabled:                 # the one attach point (textharmony.model.slide_lora)
             from .slide_lora import attach_slide_lora
-            attach_slide_lora(model, cfg.slide_lora)
+            attach_slide_lora(model, cfg.slide_lora, directory=slide_lora_dir)
         model.eval()  # like transformers' from_pretrained; training code calls .train()
         return model.to(dtype) if dtype is not None else model
+
+    def add_detector(self, cfg) -> None:
+        """Attach a freshly initialised text-region head (``DetectorConfig``) to a model built without one."""
+        self.cfg.detector = cfg
+        self.detector = TextDetector(cfg).to(self.device) if cfg.enabled else None
+
+    def train(self, mode: bool = True) -> "TextHarmonyModel":
+        """``nn.Module.train``, except that batch-norm layers with frozen parameters stay in eval mode: their
+        running statistics belong to the frozen model (a frozen stem would otherwise drift to the new data)."""
+        super().train(mode)
+        if mode:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters()):
+                    m.eval()
+        return self
 
     @property
     def device(self) -> torch.device:
@@ -133,6 +157,8 @@ class TextHarmonyModel(nn.Module):
 
     # ------------------------------------------------------------------ training
     def forward(self, batch: dict) -> TextHarmonyOutput:
+        if "det_pixel_values" in batch:
+            return self._detector_forward(batch)
         ids, am, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
         pix = batch.get("pixel_values")
         visual = self.visual_tokens(pix) if pix is not None and pix.shape[0] else None
@@ -164,6 +190,13 @@ class TextHarmonyModel(nn.Module):
             loss = loss + self.cfg.vision.ctc_weight * loss_ctc
         return TextHarmonyOutput(loss, loss_text.detach(), loss_img.detach(), loss_gate.detach(), metrics,
                                  loss_ctc.detach())
+
+    def _detector_forward(self, batch: dict) -> TextHarmonyOutput:
+        if self.detector is None:
+            raise ValueError("a detector batch (det_pixel_values) needs a model with 'detector.enabled: true'")
+        loss = self.detector.loss(self.detector(batch["det_pixel_values"].to(self.dtype)), batch["det_target"])
+        zero = loss.new_zeros(())
+        return TextHarmonyOutput(loss, zero, zero, zero, {}, zero, loss.detach())
 
     def ctc_loss(self, visual: torch.Tensor, ctc_labels: torch.Tensor) -> torch.Tensor:
         """CTC of the head over the K visual tokens (M, K, D) against ``ctc_labels`` (M, T), -100-padded;

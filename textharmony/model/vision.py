@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 from transformers import AutoConfig, AutoModel
 
@@ -108,40 +107,3 @@ class VisionTower(nn.Module):
                 .reshape(M, (gh // self.merge) * gw, self.merge * D)
         return feats
 
-
-class ImageProcessor:
-    """PIL -> tensors for both sides of the model. Mirrors CLIPImageProcessor's resize+normalise."""
-
-    def __init__(self, vit_size: int, mean, std, decoder_size: int, image_height: int = 0,
-                 resize: str = "square"):
-        from ..data.transforms import ImageTransforms
-        self.vit_size, self.decoder_size = vit_size, decoder_size
-        self.mean = torch.tensor(mean).view(3, 1, 1)
-        self.std = torch.tensor(std).view(3, 1, 1)
-        # the ViT side is the training collator's own transform: one geometry for training and inference
-        self._vit = ImageTransforms(vit_size, mean, std, decoder_size, image_height=image_height, resize=resize)
-
-    @staticmethod
-    def to_tensor(img: Image.Image, size: int, resample=Image.BICUBIC) -> torch.Tensor:
-        """(3, size, size) in [0, 1]."""
-        img = img.convert("RGB").resize((size, size), resample)
-        return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
-
-    def vit(self, img: Image.Image) -> torch.Tensor:
-        """(3, H, W) ViT-normalised."""
-        return self._vit.vit(img)
-
-    def decoder(self, img: Image.Image) -> torch.Tensor:
-        """(3, R, R) in [-1, 1]."""
-        return self.to_tensor(img, self.decoder_size) * 2 - 1
-
-    def mask(self, mask: Image.Image) -> torch.Tensor:
-        """(1, R, R) in {0, 1}; 1 = repaint."""
-        m = mask.convert("L").resize((self.decoder_size, self.decoder_size), Image.NEAREST)
-        return torch.from_numpy((np.asarray(m) > 127).astype(np.float32))[None]
-
-    @staticmethod
-    def to_pil(x: torch.Tensor) -> Image.Image:
-        """(3, H, W) in [-1, 1] -> PIL RGB."""
-        arr = ((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-        return Image.fromarray(arr)

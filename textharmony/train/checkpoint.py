@@ -2,7 +2,8 @@
 
 Layout of ``<output_dir>/checkpoints/step_00000300/``::
 
-    trainable.safetensors   trainable parameters by name (never the frozen base: it comes from the model
+    trainable.safetensors   trainable parameters by name, and the buffers of their modules (batch-norm
+                            statistics); never the frozen base: it comes from the model
                             config / init_from)                                   [single process, DDP]
     ema.safetensors         EMA shadow weights (when ema.enabled)
     optimizer.pt            optimizer.state_dict() (torch.save, loaded with weights_only=True)
@@ -252,8 +253,15 @@ def _sharded(accelerator) -> bool:
 
 
 def trainable_state(model, names: list[str]) -> dict[str, torch.Tensor]:
+    """The trainable parameters by name, plus the buffers of the modules that own them (batch-norm running
+    statistics: they change with training too, and a resume must get them back)."""
     params = dict(model.named_parameters())
-    return {n: params[n].detach().to("cpu", copy=True).contiguous() for n in names}
+    out = {n: params[n].detach().to("cpu", copy=True).contiguous() for n in names}
+    owners = {n.rsplit(".", 1)[0] for n in names if "." in n}
+    for n, v in model.state_dict().items():       # persistent buffers only (not e.g. a ViT's position_ids)
+        if n not in params and "." in n and n.rsplit(".", 1)[0] in owners:
+            out[n] = v.detach().to("cpu", copy=True).contiguous()
+    return out
 
 
 def save_checkpoint(accelerator, root: str, state: TrainerState, model, optimizer, scheduler,
@@ -402,6 +410,10 @@ def load_checkpoint(path: str, accelerator, model, optimizer, scheduler, ema=Non
             with torch.no_grad():
                 for n in state.trainable:
                     params[n].copy_(weights[n].to(params[n].device, params[n].dtype))
+                buffers = dict(model.named_buffers())
+                for n in set(weights) - set(state.trainable):     # buffers of trainable modules (older: none)
+                    if n in buffers:
+                        buffers[n].copy_(weights[n].to(buffers[n].device, buffers[n].dtype))
         except (RuntimeError, KeyError) as e:
             raise _fail(path, rel, e, mismatch) from None
         opt = _torch_load(path, "optimizer.pt", map_location="cpu")

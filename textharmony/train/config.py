@@ -4,7 +4,8 @@ Same machinery as :mod:`textharmony.config` (dataclasses, ``from_dict``, one-lin
 Everything is validated here, before torch or the model is imported, so a typo fails in a second.
 
     model:          {config: configs/model/tiny.yaml, overrides: {...}}  or  {init_from: <save_pretrained dir>}
-    data:           textharmony.data.config.DataConfig fields (+ ``source``: webdataset | memory)
+    data:           :class:`TrainDataConfig`: textharmony.data.config.DataConfig fields + ``source``
+                    (webdataset | memory | words) and that source's options (``memory`` / ``words``)
     trainable:      [name patterns over model.named_parameters()]   (fnmatch; ``re:<regex>`` for a regex)
     frozen:         [patterns] taken back out of ``trainable``
     optim:          AdamW, param groups with their own LRs, warmup + cosine, accumulation, clipping
@@ -16,6 +17,7 @@ import copy
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from ..config import (
     ConfigError,
@@ -28,15 +30,17 @@ from ..config import (
     parse_overrides,
     to_dict,
 )
+from ..data.config import DataConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PRECISIONS = ("no", "bf16", "fp16")
 SCHEDULES = ("cosine", "linear", "constant")
 DTYPES = ("float32", "bfloat16", "float16")
-SOURCES = ("webdataset", "memory", "words")
-# ModelConfig keys that only change the loss, not the architecture: these may accompany ``model.init_from``.
+SOURCES = ("webdataset", "memory", "words", "layouts", "pages")
+# ModelConfig keys that change the loss or a length limit, not the architecture: these may accompany
+# ``model.init_from``.
 SOFT_MODEL_KEYS = {("decoder", "cfg_drop"), ("decoder", "lambda_img"), ("decoder", "min_snr_gamma"),
-                   ("slide_lora", "lambda_gate")}
+                   ("slide_lora", "lambda_gate"), ("llm", "max_length")}
 
 
 @dataclass
@@ -44,8 +48,8 @@ class ModelSection:
     """Which model to train. ``config`` (+ ``overrides``) builds one from a model YAML; ``init_from`` loads a
     ``save_pretrained`` directory (e.g. the previous stage's ``final/``). With ``init_from``, ``overrides``
     may change loss weights (decoder.lambda_img, decoder.cfg_drop, decoder.min_snr_gamma,
-    slide_lora.lambda_gate) and may add Slide-LoRA (a ``slide_lora`` section with ``enabled: true``) to a
-    model saved without it."""
+    slide_lora.lambda_gate) and may add Slide-LoRA (a ``slide_lora`` section with ``enabled: true``) or a text
+    detector (a ``detector`` section with ``enabled: true``, freshly initialised) to a model saved without it."""
     config: str | None = None
     overrides: dict = field(default_factory=dict)
     init_from: str | None = None
@@ -127,10 +131,63 @@ class DebugConfig:
     dump_params: bool = False
 
 
+MEMORY_KEYS = ["num_samples", "seed", "tasks"]
+# the options each rendered source reads (textharmony.train.data.build_dataloader)
+SOURCE_OPTIONS = {"memory": set(MEMORY_KEYS), "words": {"zh", "workers", "prompt_lang"}, "layouts": {"zh", "workers"},
+                  "pages": {"zh", "vqa", "page", "workers"}}
+
+
+@dataclass
+class TrainDataConfig(DataConfig):
+    """The ``data:`` section: the webdataset loader's :class:`DataConfig` plus the source that feeds training.
+
+    ``source``: ``webdataset`` (the shards in ``datasets``), or a source rendered on the fly with its options in
+    the section of its name: ``memory: {num_samples, seed, tasks}`` (a small in-memory set), ``words: {zh, workers,
+    prompt_lang}`` (word crops), ``layouts: {zh, workers}`` (detector pages), ``pages: {zh, vqa, page, workers}``
+    (page questions). Validated at load; the image / length settings are resolved once, against the model's
+    config, by the training data factory (:func:`textharmony.train.data.build_dataloader`)."""
+    key_prefix = "data."
+    source: str = "webdataset"
+    memory: Optional[dict] = None
+    words: Optional[dict] = None
+    layouts: Optional[dict] = None
+    pages: Optional[dict] = None
+
+    def __post_init__(self):
+        for name in SOURCE_OPTIONS:
+            setattr(self, name, getattr(self, name) or {})
+        if self.source not in SOURCES:
+            raise ConfigError(f"config key 'data.source' must be one of {list(SOURCES)}, got {self.source!r}")
+        bad = set(self.memory) - set(MEMORY_KEYS)
+        if bad:
+            raise ConfigError(f"unknown config key 'data.memory.{min(bad)}'; valid keys here: {MEMORY_KEYS}")
+        if self.source == "words":      # rendered word crops (textharmony.data.wordcrops); options: zh (share)
+            if set(self.words) - SOURCE_OPTIONS["words"]:
+                raise ConfigError("config key 'data.words' may only hold 'zh' (Chinese share), 'workers' (render "
+                                  "processes, 0 or 1) and 'prompt_lang' (text | mixed)")
+            if self.words.get("prompt_lang", "text") not in ("text", "mixed"):
+                raise ConfigError(f"config key 'data.words.prompt_lang' must be 'text' or 'mixed', got "
+                                  f"{self.words['prompt_lang']!r}")
+        elif self.source in ("layouts", "pages"):
+            bad = set(self.options) - SOURCE_OPTIONS[self.source]
+            if bad:
+                raise ConfigError(f"unknown config key 'data.{self.source}.{min(bad)}'; valid keys here: "
+                                  f"{sorted(SOURCE_OPTIONS[self.source])}")
+        super().__post_init__()
+        if self.source == "webdataset" and not self.datasets:
+            raise ConfigError("config key 'data.datasets' is empty: list webdataset shards, or set "
+                              "data.source=memory for the built-in in-memory synthetic set")
+
+    @property
+    def options(self) -> dict:
+        """The options of the chosen source (its section; empty for webdataset)."""
+        return getattr(self, self.source) if self.source in SOURCE_OPTIONS else {}
+
+
 @dataclass
 class TrainConfig:
     model: ModelSection = field(default_factory=ModelSection)
-    data: dict = field(default_factory=dict)
+    data: TrainDataConfig = field(default_factory=TrainDataConfig)
     trainable: list = field(default_factory=list)
     frozen: list = field(default_factory=list)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -174,47 +231,10 @@ def model_config(cfg: TrainConfig) -> ModelConfig | None:
 
 
 def data_config(cfg: TrainConfig, model_cfg: ModelConfig | None = None):
-    """(source, DataConfig or dict, memory options). ``DataConfig`` when :mod:`textharmony.data` provides it."""
-    d = dict(cfg.data)
-    source = d.pop("source", "webdataset")
-    memory = d.pop("memory", {}) or {}
-    words = d.pop("words", {}) or {}
-    if source not in SOURCES:
-        raise ConfigError(f"config key 'data.source' must be one of {list(SOURCES)}, got {source!r}")
-    if not isinstance(memory, dict):
-        raise ConfigError("config key 'data.memory' must be a mapping")
-    bad = set(memory) - {"num_samples", "seed", "tasks"}
-    if bad:
-        raise ConfigError(f"unknown config key 'data.memory.{min(bad)}'; valid keys here: "
-                          f"['num_samples', 'seed', 'tasks']")
-    try:
-        from ..data.config import DataConfig
-    except ImportError:
-        DataConfig = None
-    if source == "words":       # rendered word crops (textharmony.data.wordcrops); options: zh (share)
-        if not isinstance(words, dict) or set(words) - {"zh", "workers", "prompt_lang"}:
-            raise ConfigError("config key 'data.words' may only hold 'zh' (Chinese share), 'workers' (render processes, "
-                              "0 or 1) and 'prompt_lang' (text | mixed)")
-        if words.get("prompt_lang", "text") not in ("text", "mixed"):
-            raise ConfigError(f"config key 'data.words.prompt_lang' must be 'text' or 'mixed', got {words['prompt_lang']!r}")
-        memory = words
-    if DataConfig is None:
-        out = {"batch_size": 8, "seed": 0, **d}
-        for k in ("batch_size", "seed"):
-            if not isinstance(out[k], int) or isinstance(out[k], bool):
-                raise ConfigError(f"config key 'data.{k}' expects int, got {type(out[k]).__name__}")
-        return source, out, memory
-    try:
-        dc = from_dict(DataConfig, d, prefix="data.")
-    except ConfigError as e:
-        msg = str(e)
-        if "'data." not in msg:                   # DataConfig.__post_init__ names keys without the section
-            msg = msg.replace("config key '", "config key 'data.")
-        raise ConfigError(msg) from None
-    if source == "webdataset" and not dc.datasets:
-        raise ConfigError("config key 'data.datasets' is empty: list webdataset shards, or set "
-                          "data.source=memory for the built-in in-memory synthetic set")
-    return source, (dc.resolve(model_cfg) if model_cfg is not None else dc), memory
+    """(source, DataConfig resolved against ``model_cfg`` when given, the source's options): the typed ``data``
+    section, validated when the config was loaded."""
+    d = cfg.data
+    return d.source, (d.resolve(model_cfg) if model_cfg is not None else d), d.options
 
 
 def _validate(cfg: TrainConfig) -> TrainConfig:
@@ -262,16 +282,16 @@ def _validate(cfg: TrainConfig) -> TrainConfig:
             if not isinstance(sub, dict):
                 raise ConfigError(f"config key 'model.overrides.{sec}' must be a mapping")
             for k in sub:
-                if (sec, k) not in SOFT_MODEL_KEYS and sec != "slide_lora":
+                if (sec, k) not in SOFT_MODEL_KEYS and sec not in ("slide_lora", "detector"):
                     raise ConfigError(f"config key 'model.overrides.{sec}.{k}' changes the architecture and cannot "
-                                      f"accompany model.init_from (only loss weights and a new slide_lora section)")
+                                      f"accompany model.init_from (only loss weights and a new slide_lora or "
+                                      f"detector section)")
         from_dict(ModelConfig, copy.deepcopy(m.overrides), prefix="model.overrides.")
     else:
         model_config(cfg)                          # validates the model YAML + overrides now
     if cfg.resume not in (None, "auto") and not os.path.isdir(cfg.resume):
         raise ConfigError(f"config key 'resume': checkpoint directory '{cfg.resume}' does not exist "
                           f"(use 'auto' or a path)")
-    data_config(cfg)
     return cfg
 
 
@@ -312,6 +332,7 @@ __all__ = [
     "ParamGroup",
     "ProbeConfig",
     "TrainConfig",
+    "TrainDataConfig",
     "config_to_dict",
     "data_config",
     "load_train_config",

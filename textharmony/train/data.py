@@ -184,26 +184,37 @@ class LoaderStream(BatchStream):
 
 # --------------------------------------------------------------------------- factory
 def _collator(model, dcfg):
+    """The model's collator; its preprocessing is the model's own unless the data config overrides it."""
     from ..data.collate import Collator
-    c = model.cfg
-    return Collator(model.tokenizer, model.num_image_tokens, c.llm.num_image_queries, dcfg.max_length,
-                    c.llm.chat_system, image_size=dcfg.image_size, image_height=dcfg.image_height,
-                    resize=dcfg.image_resize, image_mean=dcfg.image_mean,
-                    image_std=dcfg.image_std, resolution=dcfg.resolution)
+    return Collator.for_model(model, max_length=dcfg.max_length, processor=dcfg.image_processor(model.processor))
 
 
 def build_dataloader(train_cfg, model, rank: int = 0, world_size: int = 1) -> BatchStream:
     """The batch stream of ``train_cfg.data`` for this rank; ``model`` (unwrapped) gives tokenizer and sizes."""
     from .config import data_config
-    source, dcfg, memory = data_config(train_cfg, model.cfg)
-    if isinstance(dcfg, dict):
-        raise ConfigError("textharmony.data is not installed/importable: cannot build the training data")
+    source, dcfg, memory = data_config(train_cfg, model.cfg)      # resolved once, here
     if source == "words":
         from ..data.wordcrops import WordCropStream
         with preserve_rng():
             return WordCropStream(_collator(model, dcfg), dcfg.batch_size, dcfg.seed, rank, world_size,
                                   zh=float(memory.get("zh", 0.2)), workers=int(memory.get("workers", 1)),
                                   prompt_lang=str(memory.get("prompt_lang", "text")))
+    if source == "layouts":
+        from ..data.layouts import LayoutStream
+        det = model.cfg.detector
+        if not det.enabled:
+            raise ConfigError("config key 'data.source' is 'layouts' (detector pages) but the model has no detector: "
+                              "set 'detector.enabled: true' in the model config (model.overrides)")
+        with preserve_rng():
+            return LayoutStream(dcfg.batch_size, det.size, det.shrink, dcfg.seed, rank, world_size,
+                                zh=float(memory.get("zh", 0.4)), workers=int(memory.get("workers", 1)))
+    if source == "pages":
+        from ..data.layouts import PageQAStream
+        with preserve_rng():
+            return PageQAStream(_collator(model, dcfg), dcfg.batch_size, dcfg.seed, rank, world_size,
+                                zh=float(memory.get("zh", 0.4)), vqa=float(memory.get("vqa", 0.5)),
+                                page=float(memory.get("page", 0.2)), workers=int(memory.get("workers", 1)),
+                                crop_height=model.cfg.vision.image_height or 32)
     if source == "memory":
         recs = memory_records(int(memory.get("num_samples", 48)), int(memory.get("seed", dcfg.seed)),
                               size=max(dcfg.image_size, dcfg.resolution),
@@ -213,5 +224,5 @@ def build_dataloader(train_cfg, model, rank: int = 0, world_size: int = 1) -> Ba
     from ..data.loader import build_loader
     c = model.cfg
     loader = build_loader(dcfg, model.tokenizer, model.num_image_tokens, c.llm.num_image_queries,
-                          system=c.llm.chat_system, model_cfg=c, rank=rank, world_size=world_size)
+                          system=c.llm.chat_system, rank=rank, world_size=world_size, processor=model.processor)
     return LoaderStream(loader)

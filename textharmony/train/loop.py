@@ -68,7 +68,15 @@ def _apply_init_overrides(model, overrides: dict) -> None:
         if new.enabled:
             from ..model.slide_lora import attach_slide_lora
             attach_slide_lora(model, new)
-            model.cfg.slide_lora = new
+    det = overrides.get("detector")
+    if det:
+        from ..config import DetectorConfig
+        new = from_dict(DetectorConfig, {**to_dict(model.cfg.detector), **det}, prefix="model.overrides.detector.")
+        if model.detector is not None and new != model.cfg.detector:
+            raise ConfigError("config key 'model.overrides.detector': the init_from model already has a detector; "
+                              "train it as it is (drop the overrides)")
+        if new.enabled and model.detector is None:
+            model.add_detector(new)
 
 
 def enable_gradient_checkpointing(model) -> list[str]:
@@ -110,20 +118,9 @@ def _to_device(batch: dict, device) -> dict:
     return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
 
 
-def _forward(model, batch):
-    """``model(batch)``, or None when the forward itself failed on non-finite values: ``F.binary_cross_entropy``
-    (the Slide-LoRA routing loss) raises on NaN gate probabilities instead of returning NaN."""
-    try:
-        return model(batch)
-    except RuntimeError as e:
-        if "should be between 0 and 1" in str(e):
-            return None
-        raise
-
-
-def _all_finite(accelerator, loss: torch.Tensor | None) -> bool:
+def _all_finite(accelerator, loss: torch.Tensor) -> bool:
     """Same answer on every rank (so all skip together and DDP never waits on a missing all-reduce)."""
-    ok = loss is not None and bool(torch.isfinite(loss.detach()).all())
+    ok = bool(torch.isfinite(loss.detach()).all())
     flag = torch.tensor([1.0 if ok else 0.0], device=accelerator.device)
     if accelerator.num_processes > 1:
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
@@ -269,17 +266,17 @@ def train(cfg: TrainConfig, resume: str | None = None, stream=None, stop_after: 
             bad, step_samples, parts, metrics = False, 0, defaultdict(float), {}
             for _ in range(accum):
                 batch = next(stream)
-                step_samples += int(batch["input_ids"].shape[0])
+                step_samples += int((batch["input_ids"] if "input_ids" in batch else batch["det_pixel_values"]).shape[0])
                 batch = _to_device(batch, acc.device)
                 with acc.accumulate(model):
                     if bad:
                         continue            # the step is lost anyway; still consume its batches
-                    out = _forward(model, batch)
-                    if not _all_finite(acc, out.loss if out is not None else None):
+                    out = model(batch)             # NaN gates reach the loss (router._bce), not an exception
+                    if not _all_finite(acc, out.loss):
                         bad = True
                         continue
                     acc.backward(out.loss)
-                    for k in ("loss", "loss_text", "loss_img", "loss_gate", "loss_ctc"):
+                    for k in ("loss", "loss_text", "loss_img", "loss_gate", "loss_ctc", "loss_det"):
                         v = getattr(out, k, None)
                         if v is not None:
                             parts[k] += float(v.detach()) / accum
@@ -352,9 +349,16 @@ def train(cfg: TrainConfig, resume: str | None = None, stream=None, stop_after: 
 
             # ---- held-out reading accuracy (word crops of unseen words in unseen fonts)
             if cfg.log.eval_every and state.step % cfg.log.eval_every == 0 and main and not _sharded(acc):
-                from .heldout import heldout_reading
+                from .heldout import heldout_detection, heldout_page_qa, heldout_reading
+                kind = stream.state_dict().get("kind")
                 with acc.autocast():
-                    ev = heldout_reading(unwrapped, cfg.log.eval_words)
+                    if kind == "layouts":
+                        ev = heldout_detection(unwrapped, cfg.log.eval_words)
+                    elif kind == "pages":
+                        ev = {**heldout_page_qa(unwrapped, cfg.log.eval_words // 2),
+                              **heldout_reading(unwrapped, cfg.log.eval_words)}
+                    else:
+                        ev = heldout_reading(unwrapped, cfg.log.eval_words)
                 log.scalars(state.step, {f"eval/{k}": v for k, v in ev.items() if isinstance(v, float)})
                 log.print(f"[eval step {state.step}] " + " ".join(
                     f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in ev.items()))

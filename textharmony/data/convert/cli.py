@@ -1,4 +1,4 @@
-"""``python -m textharmony.data.convert {mario,docstruct,textharmony-json,anytext} SRC --out DIR ...``
+"""``python -m textharmony.data.convert {mario,docstruct,textharmony-json,anytext,annotations} SRC --out DIR ...``
 
 Writes ``DIR/<prefix>-000000.tar, ...`` (``--shard-size`` records each; prefix defaults to the format name)
 and ``DIR/<prefix>-summary.json``, and prints the summary: records written per task, skipped by reason,
@@ -14,11 +14,11 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from . import anytext, docstruct, mario, textharmony_json
+from . import annotations, anytext, docstruct, mario, textharmony_json
 from ..schema import sanitize_key
 from .common import Summary, TaskOptions, check_prefix, parse_tasks, run
 
-FORMATS = ("mario", "docstruct", "textharmony-json", "anytext")
+FORMATS = ("mario", "docstruct", "textharmony-json", "anytext", "annotations")
 
 
 def _load(fn, path):
@@ -75,22 +75,31 @@ def convert(fmt: str, src: str, out: str, *, shard_size: int = 1000, workers: in
                                       source=source or "anytext")
         return run(source or "anytext", list(enumerate(data["data_list"])), fn, total=len(data["data_list"]),
                    **common)
+    if fmt == "annotations":
+        found, n = annotations.items(src, lambda p: _load(annotations.load_json, p))
+        fn = annotations.AnnotationConverter(image_root, _path_map(path_map), opts(annotations.DEFAULT_TASKS),
+                                             source=source or "annotations")
+        return run(source or "annotations", found, fn, total=n, **common)
     kind, data = _load(textharmony_json.load_list, src)
     if kind == "anytext":
         print(f"note: {src} is AnyText-schema JSON; converting it as 'anytext'", file=sys.stderr)
         return convert("anytext", src, out, shard_size=shard_size, workers=workers, tasks=tasks, seed=seed,
                        prefix=prefix, box_format=box_format, mask_dilate=mask_dilate, paraphrase=paraphrase,
                        split=split, progress=progress, image_root=image_root, poly_frame=poly_frame, source=source)
+    fn = textharmony_json.TextHarmonyConverter(
+        image_root=image_root or os.path.dirname(os.path.abspath(src)), path_map=_path_map(path_map), opts=opts(("spot",)),
+        edit_gt=_load(textharmony_json.load_edit_gt, edit_gt), gt_image_root=gt_image_root, split=split,
+        source=source or "textharmony")
+    return run(source or "textharmony", list(textharmony_json.items(data, kind)), fn, total=len(data), **common)
+
+
+def _path_map(path_map: Sequence[str]) -> list[tuple[str, str]]:
     pm = []
     for item in path_map:
         if "=" not in item:
             raise SystemExit(f"error: --path-map wants OLD=NEW, got {item!r}")
         pm.append(tuple(item.split("=", 1)))
-    fn = textharmony_json.TextHarmonyConverter(
-        image_root=image_root or os.path.dirname(os.path.abspath(src)), path_map=pm, opts=opts(("spot",)),
-        edit_gt=_load(textharmony_json.load_edit_gt, edit_gt), gt_image_root=gt_image_root, split=split,
-        source=source or "textharmony")
-    return run(source or "textharmony", list(textharmony_json.items(data, kind)), fn, total=len(data), **common)
+    return pm
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -98,13 +107,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                  description="Convert a public dataset layout into textharmony webdataset shards "
                                              "and print a summary (see docs/data.md).")
     ap.add_argument("format", choices=FORMATS)
-    ap.add_argument("src", help="dataset root (mario), JSONL file or folder (docstruct), JSON file (others)")
+    ap.add_argument("src", help="dataset root (mario), JSONL file or folder (docstruct), JSON file (others); "
+                    "annotations: a folder of JSON files, a JSON list or a JSONL file")
     ap.add_argument("--out", required=True)
     ap.add_argument("--shard-size", type=int, default=1000, help="records per shard")
     ap.add_argument("--workers", type=int, default=1, help="processes reading / decoding the sources")
-    ap.add_argument("--tasks", default=None, help="comma list of detect,spot,recognize,vqa,caption,t2i,edit "
+    ap.add_argument("--tasks", default=None, help="comma list of detect,spot,recognize,vqa,caption,t2i,edit,kie "
                     "(defaults: mario detect,spot,recognize,t2i,edit,vqa; anytext t2i,edit; "
-                    "textharmony-json OCR items -> spot)")
+                    "textharmony-json OCR items -> spot; annotations kie)")
     ap.add_argument("--seed", type=int, default=0, help="prompt paraphrase / word choice seed")
     ap.add_argument("--prefix", default=None, help="shard name prefix (default: the source name)")
     ap.add_argument("--source", default=None, help="dataset name stored in the records (e.g. synth)")
@@ -115,7 +125,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--split", default="train", choices=["train", "eval"])
     ap.add_argument("--index", default=None, help="mario: index file (default SRC/index.txt or SRC/*index*.txt)")
     ap.add_argument("--image-root", default=None, help="folder that relative image paths are resolved against")
-    ap.add_argument("--path-map", action="append", default=[], help="textharmony-json: OLD=NEW path prefix rewrite")
+    ap.add_argument("--path-map", action="append", default=[],
+                    help="textharmony-json, annotations: OLD=NEW path prefix rewrite")
     ap.add_argument("--edit-gt", default=None, help="textharmony-json inference lists: edit_gt.json (AnyText schema)")
     ap.add_argument("--gt-image-root", default=None,
                     help="folder of the edit GT images (default <edit_images>/../imgs)")

@@ -25,6 +25,8 @@ from typing import Callable, Iterable, Optional
 
 from PIL import Image
 
+from ...images import image_size, open_image
+from ...images import rgb as policy_rgb
 from ..boxes import clean_polygon
 from ..masks import polygon_mask
 from ..schema import OUTPUT_TASKS, make_sample, new_record, sanitize_key, sniff_ext
@@ -125,19 +127,20 @@ class ImageRef:
 
 def read_image(path: str, keep: bool = False) -> ImageRef:
     """Read and fully decode an image file; raises SkipSample(image_missing | image_corrupt).
-    The original bytes are kept (no re-encoding) unless the format is not png/jpg/webp."""
+    The original bytes are kept (no re-encoding) unless the format is not png/jpg/webp (then stored as PNG of the
+    decoded RGB). ``size`` and ``image`` are the picture as :func:`textharmony.images.decode_image` gives it (EXIF
+    orientation applied, alpha on white, 16-bit scaled): what the loader and inference make of the stored bytes."""
     if not path or not os.path.isfile(path):
         raise SkipSample("image_missing")
     try:
         with open(path, "rb") as f:
             data = f.read()
-        im = Image.open(io.BytesIO(data))
-        im.load()
-        size = im.size
-        if min(size) < 1:
+        im = open_image(data)
+        if min(im.size) < 1:
             raise ValueError("empty image")
         ext = sniff_ext(data)
-        rgb = im.convert("RGB") if (keep or ext is None) else None
+        rgb = policy_rgb(im) if (keep or ext is None) else None
+        size = rgb.size if rgb is not None else image_size(data)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         raise SkipSample("image_corrupt") from None
     if ext is None:                  # gif, bmp, tiff, ...: store as png

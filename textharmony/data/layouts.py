@@ -1,0 +1,142 @@
+"""Synthetic page layouts rendered on the fly: the text detector's training stream and its held-out set.
+
+A sample is a :func:`textharmony.data.synth.render` image (1-4 lines, up to 3 English words or 2 Chinese
+words a line, 35 % of lines rotated by up to 12 degrees, solid / gradient / noise backgrounds, noise) drawn
+with the reader's *training* font families and *training* words only (:mod:`textharmony.data.wordcrops`'s
+split), and its target: the word polygons' shrunk kernels (:func:`textharmony.model.detector.kernel_target`).
+
+``LayoutStream``: batch ``i`` = ``{"det_pixel_values": (B, 3, S, S), "det_target": (B, 1, S/2, S/2)}``, a pure
+function of ``(seed, rank, i)`` (resume state: one counter). ``heldout_layouts``: held-out words in the
+held-out font families (Go, Caladea; Droid Sans Fallback for Chinese), the strong font hold-out.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+
+from .synth import SynthConfig, SynthSample, render
+from .synth_render import FontPool
+from .wordcrops import RenderedStream, _heldout_list, chinese_words, english_words, font_families
+
+
+@lru_cache(maxsize=2)
+def layout_fonts(split: str = "train") -> FontPool:
+    fam = font_families(split)
+    return FontPool([p for fs in fam["latin"].values() for p in fs] + [p for fs in fam["cjk"].values() for p in fs])
+
+
+def layout_config(split: str = "train", size: int = 256, seed: int = 0, zh: float = 0.4) -> SynthConfig:
+    """The synth settings of a split: its words (training or held-out) in both scripts."""
+    en_train, en_held = english_words()
+    zh_train, zh_held = chinese_words()
+    if split != "train":    # few vocabulary words are held out: add heldout_words.txt's Chinese (none is trained)
+        zh_held = list(dict.fromkeys(zh_held + sorted(w for w in _heldout_list() if not w.isascii())))
+    en, zhw = (en_train, zh_train) if split == "train" else (en_held, zh_held)
+    # the language is drawn from cfg.langs uniformly: a list with repeats gives the Chinese share
+    k = max(0, min(10, round(zh * 10)))
+    langs = tuple(["zh"] * k + ["en"] * (10 - k)) or ("en",)
+    return SynthConfig(size=size, langs=langs, seed=seed, image_format="png", en_words=list(en),
+                       zh_words=list(zhw))
+
+
+def heldout_layouts(n: int = 100, size: int = 256, seed: int = 7919, zh: float = 0.3) -> list[SynthSample]:
+    """``n`` held-out pages: held-out words, held-out font families; deterministic."""
+    cfg = layout_config("heldout", size, seed, zh)
+    pool = layout_fonts("heldout")
+    return [render(i, cfg, pool) for i in range(n)]
+
+
+class LayoutStream(RenderedStream):
+    """Endless detector batches of ``batch_size`` pages of side ``size`` (the detector's input)."""
+    kind = "layouts"
+
+    def __init__(self, batch_size: int, size: int = 256, shrink: float = 0.4, seed: int = 0, rank: int = 0,
+                 world_size: int = 1, zh: float = 0.4, workers: int = 1, prefetch: int = 4):
+        super().__init__(seed, rank, world_size, workers, prefetch)
+        self.batch_size, self.size, self.shrink = batch_size, size, shrink
+        self.cfg = layout_config("train", size, seed, zh)
+        self.pool = layout_fonts("train")
+
+    def batch(self, index: int) -> dict:
+        from .kernels import detector_input, kernel_target
+        xs, ts = [], []
+        base = (self.rank * 1_000_003 + index) * self.batch_size
+        for j in range(self.batch_size):
+            s = render(base + j, self.cfg, self.pool)
+            xs.append(detector_input(s.image, self.size)[0])
+            ts.append(torch.from_numpy(kernel_target([w["polygon"] for w in s.words], self.size, 2, self.shrink)))
+        return {"det_pixel_values": torch.stack(xs), "det_target": torch.stack(ts)[:, None]}
+
+
+# --------------------------------------------------------------------------- questions about a whole page
+def page_prompt(lines: list[int]) -> str:
+    """The image part of a page prompt: one ``<image>`` per word crop, words of a line separated by a space,
+    lines by a newline (``lines`` = the number of words on each line, top to bottom)."""
+    from ..sequence import IMAGE_TOKEN
+    return "\n".join(" ".join([IMAGE_TOKEN] * k) for k in lines if k)
+
+
+def _jitter(poly, rng) -> list:
+    """A word quad moved / grown by a few percent of its height: crops like a detector's, not the renderer's."""
+    import numpy as np
+    q = np.asarray(poly, np.float32).reshape(4, 2)
+    h = 0.5 * (np.linalg.norm(q[3] - q[0]) + np.linalg.norm(q[2] - q[1]))
+    c = q.mean(0)
+    q = c + (q - c) * rng.uniform(0.97, 1.12)
+    return (q + np.array([rng.uniform(-0.08, 0.08), rng.uniform(-0.08, 0.08)]) * h).tolist()
+
+
+class PageQAStream(RenderedStream):
+    """Endless collator batches that teach the LLM to answer about a page it sees as its word crops:
+    ``vqa`` share: one of the page's reading questions (``synth.make_vqa``: word count, top / bottom line,
+    the text of a colour); ``page`` share: the page's text by lines; the rest: single word crops read as in
+    the reader's training (CTC on). The crops are the words' quads, jittered, rectified
+    (:func:`textharmony.data.kernels.rectify`), in reading order: what the pipeline feeds at inference."""
+    kind = "pages"
+
+    def __init__(self, collator, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 zh: float = 0.4, vqa: float = 0.5, page: float = 0.2, workers: int = 1, prefetch: int = 4,
+                 crop_height: int = 32):
+        super().__init__(seed, rank, world_size, workers, prefetch)
+        from .wordcrops import TextSampler
+        self.collator, self.batch_size = collator, batch_size
+        self.cfg = layout_config("train", 256, seed, zh)
+        self.pool = layout_fonts("train")
+        self.sampler = TextSampler(zh=zh)
+        self.fonts = font_families("train")
+        self.vqa, self.page, self.crop_height = vqa, page, crop_height
+
+    def samples(self, index: int) -> list:
+        import random
+
+        from .kernels import rectify
+        from .boxes import reading_order
+        from .tasks import prompt
+        from .wordcrops import pick_font, record_for, render_crop
+        rng = random.Random(f"pages/{self.seed}/{self.rank}/{index}")
+        out = []
+        for j in range(self.batch_size):
+            r = rng.random()
+            if r >= self.vqa + self.page:
+                text, lang = self.sampler(rng)
+                img = render_crop(text, pick_font(text, lang, self.fonts, rng), rng)
+                out.append((record_for(text, lang, rng, "mixed"), {"input": img}))
+                continue
+            s = render(rng.randrange(1 << 30), self.cfg, self.pool)
+            lines = reading_order([dict(w) for w in s.words])
+            crops = [rectify(s.image, _jitter(w["polygon"], rng), self.crop_height) for ln in lines for w in ln]
+            head = page_prompt([len(ln) for ln in lines])
+            if r < self.vqa and s.vqa:
+                qa = rng.choice(s.vqa)
+                q, a = qa["question"], qa["answer"]
+            else:
+                q = prompt("recognize", rng.choice(("en", "zh")), rng)
+                a = "\n".join(" ".join(w["text"] for w in ln) for ln in lines)
+            rec = {"task": "vqa", "lang": s.lang,
+                   "turns": [{"role": "user", "content": head + "\n" + q}, {"role": "assistant", "content": a}]}
+            out.append((rec, {"input": crops}))
+        return out
+
+    def batch(self, index: int) -> dict:
+        return self.collator(self.samples(index))
