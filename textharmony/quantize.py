@@ -332,7 +332,7 @@ def save_quantized(model, directory: str) -> None:
     from safetensors.torch import save_file
 
     from .config import to_dict
-    from .model.io import CONFIG_NAME, WEIGHTS_NAME, _own_state
+    from .model.io import CONFIG_NAME, WEIGHTS_NAME, _own_state, replace_dir
     method = method_of(model)
     if method not in SAVABLE:
         why = ("the model is not quantized: use model.save_pretrained" if method == "none" else
@@ -374,13 +374,7 @@ def save_quantized(model, directory: str) -> None:
         import yaml
         with open(os.path.join(tmp, CONFIG_NAME), "w", encoding="utf-8") as f:
             yaml.safe_dump(to_dict(cfg), f, sort_keys=False, allow_unicode=True)
-        old = None
-        if os.path.exists(directory):
-            old = tempfile.mkdtemp(prefix=".old-", dir=parent)
-            os.rename(directory, os.path.join(old, "m"))
-        os.rename(tmp, directory)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -79,16 +79,22 @@ def save_model(model, directory: str) -> None:
             model.slide.save(os.path.join(tmp, "slide_lora"))
         with open(os.path.join(tmp, CONFIG_NAME), "w", encoding="utf-8") as f:
             yaml.safe_dump(to_dict(cfg), f, sort_keys=False, allow_unicode=True)
-        old = None
-        if os.path.exists(directory):
-            old = tempfile.mkdtemp(prefix=".old-", dir=parent)
-            os.rename(directory, os.path.join(old, "m"))
-        os.rename(tmp, directory)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def replace_dir(tmp: str, directory: str) -> None:
+    """Put the finished ``tmp`` (a sibling of ``directory``) in ``directory``'s place: renames only, so a reader
+    sees the old directory or the new one, never half of either."""
+    old = None
+    if os.path.exists(directory):
+        old = tempfile.mkdtemp(prefix=".old-", dir=os.path.dirname(directory) or ".")
+        os.rename(directory, os.path.join(old, "m"))
+    os.rename(tmp, directory)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def read_config(directory: str) -> ModelConfig:
