@@ -211,11 +211,17 @@ def test_prompts_come_from_data_tasks_and_output_is_parsed_to_pixels(pipe, monke
     from textharmony.data.boxes import bbox_to_text
     seen = []
 
-    def fake(model, images_list, prompts, **kw):
-        seen.extend(prompts)
+    real_encode = TextHarmonyPipeline._encode
+
+    def spy(self, requests, image_output=False):      # the prompts the pipeline encodes (once each)
+        seen.extend(r[1] for r in requests)
+        return real_encode(self, requests, image_output)
+
+    def fake(model, input_ids, *a, **kw):             # the engine: token ids in, one answer per row
         return ["OPEN <poly>0,0,999,0,999,999,0,999</poly>\nSHUT <bbox>0,0,499,999</bbox>\ngarbage <poly>1,2"
-                for _ in prompts]
-    monkeypatch.setattr(gen, "generate_texts", fake)
+                for _ in range(input_ids.shape[0])]
+    monkeypatch.setattr(TextHarmonyPipeline, "_encode", spy)
+    monkeypatch.setattr(gen, "generate_text_ids", fake)
     img = word_image("OPEN", size=(200, 100))
     words = pipe.spot(img)
     assert seen[-1] == "<image>\n" + tasks.PROMPTS[("spot", "en")][0]
@@ -236,15 +242,15 @@ def test_prompts_come_from_data_tasks_and_output_is_parsed_to_pixels(pipe, monke
     assert seen[-1] == "<image>\n" + tasks.PROMPTS[("caption", "zh")][0]
     pipe.vqa(img, "What <image> is it?")                     # typed markers are stripped
     assert seen[-1] == "<image>\nWhat  is it?"
-    overlay = np.asarray(__import__("textharmony.pipeline", fromlist=["x"]).draw_regions(img, words))
+    overlay = np.asarray(__import__("textharmony.cli.draw", fromlist=["x"]).draw_regions(img, words))
     assert overlay.shape == (100, 200, 3) and not np.array_equal(overlay, np.asarray(img))
 
 
 def test_generate_and_edit_prompts(pipe, monkeypatch):
     from textharmony.data import tasks
     seen = []
-    monkeypatch.setattr(pipe.model, "generate_image",
-                        lambda prompt, **kw: seen.append((prompt, kw)) or [Image.new("RGB", (8, 8))])
+    monkeypatch.setattr(pipe, "_generate_images",
+                        lambda prompt, images=(), **kw: seen.append((prompt, kw)) or [Image.new("RGB", (8, 8))])
     pipe.generate("OPEN NOW", caption="A shop sign")
     assert seen[-1][0] == tasks.t2i_prompt(tasks.t2i_prompt_text("A shop sign", ["OPEN", "NOW"], "en"), "en")
     pipe.generate("欢迎光临")
@@ -252,6 +258,27 @@ def test_generate_and_edit_prompts(pipe, monkeypatch):
     pipe.edit(word_image(), "SHUT", box=(1, 1, 20, 20))
     assert seen[-1][0] == "<image>\n" + tasks.edit_prompt("SHUT", "en")
     assert seen[-1][1]["mask"].size == (96, 64)
+
+
+def test_one_encode_per_request(pipe, monkeypatch):
+    """Each ocr / vqa / edit request is tokenised once: the length check and generation share the encoding."""
+    import textharmony.data.collate as collate
+    import textharmony.sequence as sequence
+    calls = []
+    real = sequence.encode_conversation
+
+    def counting(*a, **kw):
+        calls.append(1)
+        return real(*a, **kw)
+    for mod in (sequence, collate):
+        monkeypatch.setattr(mod, "encode_conversation", counting)
+    img = word_image("OPEN")
+    for request in (lambda: pipe.ocr(img, max_new_tokens=MNT), lambda: pipe.ocr(img, box=(10, 5, 60, 40), max_new_tokens=MNT),
+                    lambda: pipe.vqa(img, "What is written?", max_new_tokens=MNT),
+                    lambda: pipe.edit(img, "SHUT", box=(10, 10, 60, 40), steps=1)):
+        calls.clear()
+        request()
+        assert len(calls) == 1
 
 
 def test_batched_reading_equals_one_at_a_time(pipe):

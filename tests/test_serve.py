@@ -66,7 +66,7 @@ def test_read_handler_answers_like_the_pipeline(demo, pipe, files):
     assert isinstance(overlay, Image.Image) and overlay.size == Image.open(path).size
     assert set(regions) == {"detections", "words"}
     assert regions["detections"] == pipe.detect(path) and regions["words"] == pipe.spot(path)
-    assert text == pipe.ocr(path, max_new_tokens=32) == "Lantern"
+    assert text and text == pipe.ocr(path, max_new_tokens=32)       # (how well it reads: tests/test_reader.py)
     assert answer == pipe.vqa(path, "What is written in the image?", max_new_tokens=32)
     assert demo.read(path, "", "", 32)[3] == ""                          # no question: no answer
     assert demo.ocr(path, "0,0,80,45", 32) == pipe.ocr(path, box=(0, 0, 80, 45), max_new_tokens=32)

@@ -17,7 +17,8 @@ import time
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .pipeline import TextHarmonyPipeline, draw_regions, load_font
+from .cli.draw import draw_regions
+from .pipeline import TextHarmonyPipeline, load_font
 
 DEMO_WORDS = ("velvet", "Lantern", "QUARTZ", "harbor")     # all four are held out of training
 DEMO_FONTS = ("/usr/share/fonts/fonts-go/Go-Regular.ttf", "/usr/share/fonts/truetype/crosextra/Caladea-Regular.ttf")

@@ -12,8 +12,13 @@
     pipe.edit("sign.png", "SHUT", box=(10, 5, 90, 40))                           # PIL.Image, same size
 
 Images may be paths, PIL images or numpy arrays (converted to 8-bit RGB by :mod:`textharmony.io_utils`).
-Reading methods also take lists (``pipe.ocr([a, b])`` -> ``[str, str]``), batched through the model's
-left-padded, KV-cached ``generate_texts`` in chunks of ``batch_size``.
+Reading methods also take lists (``pipe.ocr([a, b])`` -> ``[str, str]``), batched through the left-padded,
+KV-cached engine :func:`textharmony.model.generation.generate_text_ids` in chunks of ``batch_size``.
+
+One request, one pass: :meth:`TextHarmonyPipeline.check_inputs` validates every public call's arguments once
+(errors name the Python argument, ``box=``); the prompt is encoded once by the training collator
+(:meth:`TextHarmonyPipeline._encode`, which also refuses a prompt over ``llm.max_length``); the engine gets token
+ids, the attention mask and pixel tensors.
 
 The model (and its diffusion sampler) is built once, in ``from_pretrained``; prompts come from
 :mod:`textharmony.data.tasks` (the templates the model was trained on, canonical wording) and model
@@ -30,7 +35,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageFont
 
 from .io_utils import (
     InputError,
@@ -72,7 +77,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     except (RuntimeError, TypeError):
         raise InputError(f"device '{device}' is not a torch device; use auto, cpu or cuda[:N]") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device '{device}' requested but CUDA is not available here; use --device cpu (or auto)")
+        raise InputError(f"device '{device}' requested but CUDA is not available here; use device='cpu' (or 'auto')")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise InputError(f"device '{device}' does not exist: {torch.cuda.device_count()} CUDA device(s) visible")
     return dev
@@ -107,28 +112,6 @@ def load_font(size: int) -> ImageFont.ImageFont:
             except OSError:
                 continue
     return ImageFont.load_default(size)
-
-
-def draw_regions(image, regions: Sequence[dict], color=(230, 25, 75)) -> Image.Image:
-    """A copy of ``image`` with each region's ``polygon`` outlined and its ``text`` (if any) written above."""
-    img = as_image(image).copy()
-    d = ImageDraw.Draw(img)
-    lw = max(1, round(min(img.size) / 200))
-    font = load_font(max(10, round(min(img.size) / 24)))
-    for r in regions:
-        pts = [tuple(map(float, p)) for p in r.get("polygon", [])]
-        if len(pts) < 2:
-            continue
-        d.line(pts + pts[:1], fill=color, width=lw)
-        text = str(r.get("text") or "")
-        if text:
-            x = min(p[0] for p in pts)
-            y = min(p[1] for p in pts)
-            l, t, rr, b = d.textbbox((0, 0), text, font=font)
-            y = max(0.0, y - (b - t) - 2 * lw - 2)
-            d.rectangle([x, y, x + (rr - l) + 4, y + (b - t) + 4], fill=(255, 255, 255))
-            d.text((x + 2 - l, y + 2 - t), text, fill=color, font=font)
-    return img
 
 
 # --------------------------------------------------------------------------- helpers
@@ -200,7 +183,7 @@ class TextHarmonyPipeline:
         if path is None:
             if not os.path.isfile(os.path.join(EMBEDDED_MODEL, "textharmony_config.yaml")):
                 raise ConfigError(f"the embedded model is missing from this install ({EMBEDDED_MODEL}); "
-                                  f"reinstall textharmony, or give a model directory with --model")
+                                  f"reinstall textharmony, or give a model directory (path=)")
             path = EMBEDDED_MODEL
         if str(path).endswith((".yaml", ".yml")):
             cfg_path = str(path)
@@ -240,32 +223,127 @@ class TextHarmonyPipeline:
         return (f"TextHarmonyPipeline(source={self.source!r}, device={self.device}, dtype={self.dtype}, "
                 f"batch_size={self.batch_size})")
 
-    # ------------------------------------------------------------------ reading: shared batched core
-    def _check_length(self, prompt, image_output: bool = False) -> None:
-        """A prompt longer than the model's ``max_length`` would be truncated silently (whole trailing
-        turns dropped, i.e. the question itself): refuse it instead."""
-        from .sequence import BOI_TOKEN, encode_conversation
-        c = self.model.cfg.llm
-        turns = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
-        if image_output:
-            turns = [*turns, {"role": "assistant", "content": BOI_TOKEN}]
-        enc = encode_conversation(self.model.tokenizer, turns, self.model.num_image_tokens, c.num_image_queries,
-                                  system=c.chat_system, add_generation_prompt=not image_output)
-        if len(enc.input_ids) > c.max_length:
-            n_img = sum(t["content"].count(IMAGE_TOKEN) for t in turns)
-            raise InputError(f"prompt too long: {len(enc.input_ids)} tokens ({n_img} image(s) x "
-                             f"{self.model.num_image_tokens}) for the model's max_length {c.max_length}; "
-                             f"shorten the text or drop earlier turns/images")
+    # ------------------------------------------------------------------ validation: once, at the boundary
+    @classmethod
+    def check_inputs(cls, task: str, *, questions: Sequence | None = None, text=None, caption=None,
+                     box=None, mask=None, lang: str | None = None, max_new_tokens: int | None = None,
+                     temperature: float | None = 0.0, top_p: float | None = 1.0, seed: int | None = None,
+                     steps: int | None = None, guidance: float | None = None, num_images: int | None = 1,
+                     size: int | None = None) -> dict:
+        """Validate a public call's arguments (no model needed: ``infer.py`` checks its requests with it before
+        loading one) and return them normalised: ``max_new_tokens`` (``None``: the task's default), ``questions``
+        (stripped), ``words`` / ``caption`` (generate), ``text`` (edit), ``steps`` ... ``size`` as given when
+        valid. Raises :class:`InputError` naming the Python argument (``box=``, ``text=``, ...)."""
+        if task not in TASKS:
+            raise InputError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
+        if lang not in (None, "", "auto", "en", "zh"):
+            raise InputError(f"lang {lang!r} is not supported; use en, zh or auto")
+        out: dict[str, Any] = {}
+        if task in TEXT_TASKS:
+            out["max_new_tokens"] = check_int("max_new_tokens", DEFAULT_MAX_NEW_TOKENS[task] if max_new_tokens is None
+                                              else max_new_tokens, 1, 4096)
+            for key, v, lo, hi in (("temperature", temperature, 0.0, 100.0), ("top_p", top_p, 0.0, 1.0)):
+                if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi):
+                    raise InputError(f"{key} must be a number between {lo:g} and {hi:g}, got {v!r}")
+            if seed is not None:
+                check_int("seed", seed, 0, 2 ** 63 - 1)
+            if task == "vqa" and questions is not None:
+                out["questions"] = [check_text("question", strip_markers(q) if isinstance(q, str) else q,
+                                               "ask something about the image, e.g. question='What is written?'")
+                                    for q in questions]
+            return out
+        if guidance is not None and (isinstance(guidance, bool) or not isinstance(guidance, (int, float))
+                                     or not math.isfinite(guidance) or not 0 <= guidance <= 100):
+            raise InputError(f"guidance must be a number between 0 and 100 (1 or less = no guidance), got {guidance!r}")
+        out["steps"] = None if steps is None else check_int("steps", steps, 1, 1000)
+        out["guidance"] = None if guidance is None else float(guidance)
+        out["seed"] = check_int("seed", seed, 0, 2 ** 63 - 1)
+        out["num_images"] = check_int("num_images", 1 if num_images is None else num_images, 1, 64)
+        out["size"] = None if size is None else check_int("size", size, 8, 4096)
+        if task == "generate":
+            if isinstance(text, str):
+                words = strip_markers(text).split()
+            elif isinstance(text, (list, tuple)):
+                words = [strip_markers(str(w)) for w in text if strip_markers(str(w))]
+            else:
+                raise InputError(f"text must be a string, got {type(text).__name__}")
+            caption = caption or ""
+            if not isinstance(caption, str):
+                raise InputError(f"caption must be a string, got {type(caption).__name__}")
+            caption = strip_markers(caption)
+            if not words and not caption.strip():
+                raise InputError("empty prompt: give the text to render (text=) and/or a description (caption=)")
+            out.update(words=words, caption=caption)
+        else:  # edit
+            out["text"] = check_text("text", strip_markers(text) if isinstance(text, str) else text,
+                                     "give the new word to write (text=)")
+            if (box is None) == (mask is None):
+                raise InputError("edit needs exactly one of box= (x1,y1,x2,y2 pixels) or mask= (an image, "
+                                 "white = repaint)")
+        return out
 
-    def _generate_texts(self, images: list[list[Image.Image]], prompts: list, max_new_tokens: int,
+    # ------------------------------------------------------------------ encoding: once per request
+    def _encode(self, requests: list[tuple[list[Image.Image], Any]], image_output: bool = False) -> list:
+        """(ViT images, prompt) per request -> the collator's :class:`~textharmony.data.collate.Encoded` items,
+        each prompt tokenised once (requests with the same prompt string share one encoding). A prompt longer
+        than the model's ``max_length`` would be truncated silently (whole trailing turns dropped, i.e. the
+        question itself): it is refused instead, before anything is generated."""
+        from .data.collate import Collator
+        from .model.generation import prompt_turns
+        c = self.model.cfg.llm
+        col = Collator.for_model(self.model, padding_side="right" if image_output else "left")
+        col.max_length = None                    # encoded whole: the check below names the full length
+        done: dict[str, Any] = {}
+        items = []
+        for ims, prompt in requests:
+            turns = prompt_turns(prompt, len(ims), image_output)
+            key = prompt if isinstance(prompt, str) else None
+            enc = done.get(key) if key is not None else None
+            if enc is None:
+                enc = col.tokens(turns, not image_output)
+                if len(enc.input_ids) > c.max_length:
+                    n_img = sum(t["content"].count(IMAGE_TOKEN) for t in turns)
+                    raise InputError(f"prompt too long: {len(enc.input_ids)} tokens ({n_img} image(s) x "
+                                     f"{self.model.num_image_tokens}) for the model's max_length {c.max_length}; "
+                                     f"shorten the text or drop earlier turns/images")
+                if key is not None:
+                    done[key] = enc
+            items.append((col, turns, ims, col.encode_parts(turns, ims, enc=enc)))
+        return items
+
+    def _generate_texts(self, requests: list[tuple[list[Image.Image], Any]], max_new_tokens: int,
                         **gen) -> list[str]:
-        from .model.generation import generate_texts
+        """Encode every request once (all checked before any is generated), then run the engine on left-padded
+        chunks of ``batch_size``."""
+        from .model import generation as g
+        items = self._encode(requests)
         out: list[str] = []
         bs = self.batch_size
-        for i in range(0, len(prompts), bs):
-            out += generate_texts(self.model, images[i:i + bs], prompts[i:i + bs], max_new_tokens=max_new_tokens,
-                                  **gen)
+        for i in range(0, len(items), bs):
+            chunk = items[i:i + bs]
+            b = g.to_device(self.model, chunk[0][0].collate([x[3] for x in chunk]))
+            out += g.generate_text_ids(self.model, b["input_ids"], b["attention_mask"], b["pixel_values"],
+                                       max_new_tokens, images=[im for x in chunk for im in x[2]],
+                                       route_texts=[g.first_user_text(x[1]) for x in chunk], **gen)
         return out
+
+    def _generate_images(self, prompt: str, images: list[Image.Image] = (), mask: Image.Image | None = None,
+                         size: int | None = None, **kw) -> list[Image.Image]:
+        from .images import t2i_condition
+        from .model import generation as g
+        images = list(images)
+        if mask is not None:
+            vit, masked, m = g.edit_condition(self.model, images[0], mask)
+            vit_images = [vit]
+        else:
+            vit_images = images
+            masked, m = (x[None] for x in t2i_condition(self.model.cfg.decoder.resolution))
+        col, turns, _, enc = self._encode([(vit_images, prompt)], image_output=True)[0]
+        b = g.to_device(self.model, col.collate([enc]))
+        pils = g.generate_image_ids(self.model, b["input_ids"], b["attention_mask"], b["prompt_mask"],
+                                    b["pixel_values"], masked, m, images=vit_images,
+                                    route_texts=[g.first_user_text(turns)], **kw)
+        return g.finish_images(self.model, pils, images[0] if mask is not None else None, mask, size)
 
     def read(self, task: str, images: Sequence | None = None, *, questions: Sequence | None = None,
              boxes: Sequence | None = None, turns: Sequence | None = None, lang: str | None = None,
@@ -279,6 +357,8 @@ class TextHarmonyPipeline:
         ``temperature`` 0 = greedy (deterministic; batched = one at a time)."""
         if task not in TEXT_TASKS:
             raise InputError(f"unknown reading task '{task}'; use one of {', '.join(TEXT_TASKS)}")
+        checked = self.check_inputs(task, lang=lang, max_new_tokens=max_new_tokens, temperature=temperature,
+                                    top_p=top_p, seed=seed)
         if task == "chat":
             n = len(turns or [])
             images = list(images) if images is not None else [[] for _ in range(n)]
@@ -290,8 +370,9 @@ class TextHarmonyPipeline:
         for name, v in (("questions", questions), ("boxes", boxes), ("turns", turns), ("images", images)):
             if v is not None and len(v) != n:
                 raise InputError(f"{task}: {len(v)} {name} for {n} requests")
-        mnt = check_int("max_new_tokens", DEFAULT_MAX_NEW_TOKENS[task] if max_new_tokens is None else max_new_tokens,
-                         1, 4096)
+        mnt = checked["max_new_tokens"]
+        qs = self.check_inputs(task, questions=questions if questions is not None else [None] * n,
+                               lang=lang)["questions"] if task == "vqa" else None
         gen: dict[str, Any] = {}
         if temperature and temperature > 0:
             gen = {"do_sample": True, "temperature": float(temperature), "top_p": float(top_p), "seed": seed}
@@ -306,11 +387,6 @@ class TextHarmonyPipeline:
             return [out[i] for i in range(n)]
         if self.model.detector is not None and (task in ("detect", "spot", "vqa") or (task == "ocr" and (
                 boxes is None or all(b is None for b in boxes)))):
-            qs = None
-            if task == "vqa":
-                qs = [check_text("question", strip_markers(q) if isinstance(q, str) else q,
-                                 "ask something about the image, e.g. --question 'What is written?'")
-                      for q in (questions if questions is not None else [None] * n)]
             return self._read_pages(task, [as_image(x) for x in images], lang, mnt, gen, qs)
         reqs: list[tuple[list[Image.Image], Any]] = []
         sizes = []
@@ -332,10 +408,7 @@ class TextHarmonyPipeline:
             elif task == "caption":
                 prompt = _image_prompt("caption", lg)
             elif task == "vqa":
-                q = questions[i] if questions is not None else None
-                q = check_text("question", strip_markers(q) if isinstance(q, str) else q,
-                               "ask something about the image, e.g. --question 'What is written?'")
-                prompt = IMAGE_TOKEN + "\n" + q
+                prompt = IMAGE_TOKEN + "\n" + qs[i]
             else:  # ocr
                 box = boxes[i] if boxes is not None else None
                 if box is None:
@@ -352,9 +425,7 @@ class TextHarmonyPipeline:
                     b = parse_box(box, (w, h))
                     prompt = _image_prompt("recognize_box", lg, box=bbox_to_text(b, w, h))
             reqs.append(([img], prompt))
-        for r in reqs:
-            self._check_length(r[1])
-        texts = self._generate_texts([r[0] for r in reqs], [r[1] for r in reqs], mnt, **gen)
+        texts = self._generate_texts(reqs, mnt, **gen)
         results = []
         for text, size in zip(texts, sizes):
             res: dict[str, Any] = {"text": text}
@@ -394,15 +465,13 @@ class TextHarmonyPipeline:
                 counts = [sum(1 for d in ds if d["line"] == k) for k in range(1 + max((d["line"] for d in ds), default=-1))]
                 reqs.append(([im if d.get("whole") else rectify(im, d["polygon"], height) for d in ds],
                              (page_prompt(counts) + "\n" + q).lstrip("\n")))
-            for r in reqs:
-                self._check_length(r[1])
-            texts = self._generate_texts([r[0] for r in reqs], [r[1] for r in reqs], mnt, **gen)
+            texts = self._generate_texts(reqs, mnt, **gen)
             return [{"text": t} for t in texts]
         if task != "detect":
             crops = [im if d.get("whole") else rectify(im, d["polygon"], height) for im, ds in zip(images, found)
                      for d in ds]
-            prompts = [_image_prompt("recognize", _lang(lang, ""))] * len(crops)
-            texts = iter(self._generate_texts([[c] for c in crops], prompts, mnt, **gen)) if crops else iter(())
+            prompt = _image_prompt("recognize", _lang(lang, ""))     # one prompt for every crop: encoded once
+            texts = iter(self._generate_texts([([c], prompt) for c in crops], mnt, **gen)) if crops else iter(())
             for ds in found:
                 for d in ds:
                     d["text"] = next(texts).strip()
@@ -463,56 +532,36 @@ class TextHarmonyPipeline:
         return self.read("chat", [list(images or [])], turns=[turns], **kw)[0]["text"]
 
     # ------------------------------------------------------------------ writing
-    def _sampling(self, steps, guidance, seed, num_images=1, size=None):
-        dc = self.model.cfg.decoder
-        steps = check_int("steps", dc.default_steps if steps is None else steps, 1, 1000)
-        guidance = dc.default_guidance if guidance is None else guidance
-        if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance) \
-                or not 0 <= guidance <= 100:
-            raise InputError(f"guidance must be a number between 0 and 100 (1 or less = no guidance), got {guidance!r}")
-        seed = check_int("seed", seed, 0, 2 ** 63 - 1)
-        num_images = check_int("num_images", num_images, 1, 64)
-        size = None if size is None else check_int("size", size, 8, 4096)
-        return {"steps": steps, "guidance": float(guidance), "seed": seed, "num_images": num_images, "size": size}
-
     def generate(self, text: str | Sequence[str] = "", caption: str | None = None, steps: int | None = None,
                  guidance: float | None = None, seed: int = 0, size: int | None = None, num_images: int = 1,
                  lang: str | None = None, sampler: str | None = None, progress=None) -> list[Image.Image]:
         """Text-to-image: an image showing ``text`` (the words to render), optionally described by
         ``caption``. Same arguments -> identical images. ``size`` resizes the decoder's square output."""
-        if isinstance(text, str):
-            words = strip_markers(text).split()
-        elif isinstance(text, (list, tuple)):
-            words = [strip_markers(str(w)) for w in text if strip_markers(str(w))]
-        else:
-            raise InputError(f"text must be a string, got {type(text).__name__}")
-        caption = caption or ""
-        if not isinstance(caption, str):
-            raise InputError(f"caption must be a string, got {type(caption).__name__}")
-        caption = strip_markers(caption)
-        if not words and not caption.strip():
-            raise InputError("empty prompt: give the text to render (--text) and/or a description (--caption)")
+        c = self.check_inputs("generate", text=text, caption=caption, lang=lang, steps=steps, guidance=guidance,
+                              seed=seed, num_images=num_images, size=size)
+        words, caption = c["words"], c["caption"]
         lg = _lang(lang, " ".join(words), caption)
         t = _tasks()
         prompt = t.t2i_prompt(t.t2i_prompt_text(caption, words, lg), lg)
-        self._check_length(prompt, image_output=True)
-        kw = self._sampling(steps, guidance, seed, num_images, size)
-        return self.model.generate_image(prompt, sampler=sampler, progress=progress, **kw)
+        return self._generate_images(prompt, sampler=sampler, progress=progress, size=c["size"],
+                                     **self._sampling(c, num_images=c["num_images"]))
+
+    def _sampling(self, c: dict, **extra) -> dict:
+        dc = self.model.cfg.decoder
+        return {"steps": dc.default_steps if c["steps"] is None else c["steps"],
+                "guidance": dc.default_guidance if c["guidance"] is None else c["guidance"], "seed": c["seed"], **extra}
 
     def edit(self, image, text: str, box=None, mask=None, steps: int | None = None, guidance: float | None = None,
              seed: int = 0, lang: str | None = None, sampler: str | None = None, progress=None) -> Image.Image:
         """Write ``text`` into the region of ``image`` given by ``box`` (x1, y1, x2, y2 pixels) or ``mask``
         (white = repaint, the image's size). Returns an image of the input's size whose pixels outside
         the region are exactly the input's."""
-        word = check_text("text", strip_markers(text) if isinstance(text, str) else text,
-                          "give the new word to write (--text)")
+        c = self.check_inputs("edit", text=text, box=box, mask=mask, lang=lang, steps=steps, guidance=guidance,
+                              seed=seed)
+        word = c["text"]
         img = as_image(image)
-        if (box is None) == (mask is None):
-            raise InputError("edit needs exactly one of box (x1,y1,x2,y2 pixels) or mask (an image, white = repaint)")
         m = load_mask(mask, img.size) if mask is not None else box_mask(parse_box(box, img.size), img.size)
         lg = _lang(lang, word)
         prompt = IMAGE_TOKEN + "\n" + _tasks().edit_prompt(word, lg)
-        self._check_length(prompt, image_output=True)
-        kw = self._sampling(steps, guidance, seed)
-        return self.model.generate_image(prompt, images=[img], mask=m, sampler=sampler, progress=progress,
-                                         **{k: v for k, v in kw.items() if k not in ("num_images", "size")})[0]
+        return self._generate_images(prompt, [img], mask=m, sampler=sampler, progress=progress,
+                                     **self._sampling(c))[0]

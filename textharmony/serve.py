@@ -139,7 +139,8 @@ class Demo:
     # ------------------------------------------------------------------ reading
     def regions(self, img, max_new_tokens=None):
         """(overlay image, {"detections": [...], "words": [...]}) from ``pipe.detect`` and ``pipe.spot``."""
-        from .pipeline import DEFAULT_MAX_NEW_TOKENS, draw_regions
+        from .cli.draw import draw_regions
+        from .pipeline import DEFAULT_MAX_NEW_TOKENS
         cap = self.limits.max_new_tokens
         det = self.pipe.detect(img, max_new_tokens=min(DEFAULT_MAX_NEW_TOKENS["detect"], cap))
         words = self.pipe.spot(img, max_new_tokens=min(DEFAULT_MAX_NEW_TOKENS["spot"], cap))

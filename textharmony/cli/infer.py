@@ -5,8 +5,10 @@ Many requests, from a JSONL file:     python infer.py batch --input tasks.jsonl 
                                       (``python infer.py --input ... --output ...`` works too)
 
 Both go through the same code: options become a request dict (the same keys as a JSONL record),
-:func:`prepare` validates it and loads its files before any model is built, :func:`execute` runs
-prepared requests, batching reading tasks through the model's batched ``generate_texts``.
+:func:`prepare` loads its files and validates it with the pipeline's own
+:meth:`~textharmony.pipeline.TextHarmonyPipeline.check_inputs` before any model is built, :func:`execute` maps
+prepared requests to pipeline calls (reading tasks with equal options batched). Library messages name Python
+arguments (``box=``); single-request errors are printed with this CLI's flags (:func:`flag_names`).
 
 Exit status: 0 ok; 2 bad input / usage / model directory (one line on stderr, no traceback unless
 ``--debug``); 1 an unexpected failure, or a batch in which some records failed (their lines in the
@@ -24,10 +26,11 @@ import tempfile
 import traceback
 from typing import Any
 
-from ..io_utils import InputError, check_int, load_image, load_mask, normalize_turns, parse_box
+from ..io_utils import InputError, load_image, load_mask, normalize_turns, parse_box
+from ..task_names import INFERENCE_TASKS, READ_TASKS
 
-TASKS = ("detect", "spot", "ocr", "vqa", "caption", "chat", "generate", "edit")
-TEXT_TASKS = TASKS[:6]
+TASKS = INFERENCE_TASKS
+TEXT_TASKS = READ_TASKS
 TEXT_GEN = {"max_new_tokens", "temperature", "top_p", "seed"}
 DIFFUSION = {"steps", "guidance", "seed", "sampler", "out"}
 FIELDS = {
@@ -47,12 +50,20 @@ COMMON_DEFAULTS = {"model": None, "device": "auto", "dtype": "auto", "quantize":
                    "lang": "auto", "json": False, "debug": False, "quiet": False}
 
 
-class BatchFailed(Exception):
-    """Raised inside :func:`execute` for one record; carries the record's one-line message."""
-
-
 def one_line(msg: Any) -> str:
     return " ".join(str(msg).split())
+
+
+FLAGS = {"path": "model", "turns": "turn", "images": "image"}     # argument name -> flag, where they differ
+
+
+def flag_names(msg: str) -> str:
+    """A library message naming Python arguments (``box=``, ``question='...'``, ``device='cpu'``) -> this CLI's
+    flags (``--box``, ``--question '...'``, ``--device cpu``). Batch records use the argument names themselves."""
+    flag = lambda m: "--" + FLAGS.get(m.group(1), m.group(1)).replace("_", "-")  # noqa: E731
+    msg = re.sub(r"\b([a-z][a-z_]*)='([a-z0-9:]*)'", lambda m: f"{flag(m)} {m.group(2)}", msg)   # device='cpu'
+    msg = re.sub(r"\b([a-z][a-z_]*)=(?=')", lambda m: flag(m) + " ", msg)                       # question='...'
+    return re.sub(r"\b([a-z][a-z_]*)=(?=[\s),;]|$)", flag, msg)
 
 
 # --------------------------------------------------------------------------- argument parsing
@@ -196,8 +207,6 @@ def parse_args(argv=None) -> argparse.Namespace:
             ap.error(f"{args.task} needs an input image (IMAGE or --image)")
     if args.task == "chat" and args.chat_file and (args.turns or args.images):
         ap.error("give either --chat FILE.json or --turn/--image, not both")
-    if args.task == "edit" and (args.box is None) == (args.mask is None):
-        ap.error("edit needs exactly one of --box x1,y1,x2,y2 or --mask MASK.png")
     return args
 
 
@@ -278,8 +287,13 @@ def prepare(req: dict, base: str | None = None, out_dir: str = DEFAULT_OUT_DIR, 
     if unknown:
         raise InputError(f"unknown field(s) for task '{task}': {', '.join(sorted(unknown))}; "
                          f"allowed: {', '.join(sorted(FIELDS[task] | COMMON_FIELDS - {'task'}))}")
-    if req.get("lang") not in (None, "auto", "en", "zh"):
-        raise InputError(f"lang {req['lang']!r} is not supported; use en, zh or auto")
+    from ..pipeline import TextHarmonyPipeline
+    TextHarmonyPipeline.check_inputs(      # the pipeline's own checks, run before any model is loaded
+        task, lang=req.get("lang"), questions=[req.get("question")] if task == "vqa" else None,
+        text=req.get("text", ""), caption=req.get("caption"), box=req.get("box"), mask=req.get("mask"),
+        max_new_tokens=req.get("max_new_tokens"), temperature=req.get("temperature"), top_p=req.get("top_p"),
+        seed=req.get("seed", 0 if task in ("generate", "edit") else None), steps=req.get("steps"),
+        guidance=req.get("guidance"), num_images=req.get("num_images", 1), size=req.get("size"))
     p = dict(req)
     if "image" in FIELDS[task] and task != "chat":
         if "image" not in req:
@@ -288,8 +302,6 @@ def prepare(req: dict, base: str | None = None, out_dir: str = DEFAULT_OUT_DIR, 
     size = p["_image"].size if "_image" in p else None
     if req.get("box") is not None:
         p["_box"] = parse_box(req["box"], size)
-    if task == "vqa" and (not isinstance(req.get("question"), str) or not req["question"].strip()):
-        raise InputError("empty question; ask something about the image, e.g. --question 'What is written?'")
     if task == "chat":
         images = req.get("images") or []
         if not isinstance(images, list):
@@ -297,34 +309,15 @@ def prepare(req: dict, base: str | None = None, out_dir: str = DEFAULT_OUT_DIR, 
         p["_images"] = [load_image(_resolve(x, base), f"chat image {i + 1}") for i, x in enumerate(images)]
         p["_turns"] = normalize_turns(req.get("turns"), len(p["_images"]))
     if task == "edit":
-        if (req.get("box") is None) == (req.get("mask") is None):
-            raise InputError("edit needs exactly one of 'box' (x1,y1,x2,y2 pixels) or 'mask' (image path)")
         if req.get("mask") is not None:
             p["_mask"] = load_mask(_resolve(req["mask"], base), size, "mask")
-        if not isinstance(req.get("text"), str) or not req["text"].strip():
-            raise InputError("empty text; give the new word to write (--text)")
-    if task == "generate":
-        text, cap = req.get("text", ""), req.get("caption", "")
-        if not isinstance(text, (str, list)) or not isinstance(cap, str):
-            raise InputError("generate 'text' and 'caption' must be strings")
-        if not (" ".join(text) if isinstance(text, list) else text).strip() and not cap.strip():
-            raise InputError("empty prompt: give the text to render (--text) and/or a description (--caption)")
-    if task in TEXT_TASKS:
-        if req.get("max_new_tokens") is not None:
-            check_int("max_new_tokens", req["max_new_tokens"], 1, 4096)
-        for key, lo, hi in (("temperature", 0.0, 100.0), ("top_p", 0.0, 1.0)):
-            v = req.get(key)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi):
-                raise InputError(f"{key} must be a number between {lo:g} and {hi:g}, got {v!r}")
-        if req.get("seed") is not None:
-            check_int("seed", req["seed"], 0, 2 ** 63 - 1)
     stem = stem or task
     out = None
     if req.get("out"):
         out = (_resolve(req["out"], base) if out_root is None
                else _confined_out(req["out"], out_root, allow_outside))
     if task in ("generate", "edit"):
-        n = check_int("num_images", req.get("num_images", 1), 1, 64)
+        n = req.get("num_images", 1)
         p["_out"] = _out_paths(out, n, out_dir, stem)
     elif out:
         p["_out"] = [out]
@@ -361,7 +354,7 @@ def _text_result(p: dict, r: dict) -> dict:
     if task == "spot":
         res["words"] = r["words"]
     if task in ("detect", "spot") and p.get("_out"):
-        from ..pipeline import draw_regions
+        from .draw import draw_regions
         _save(draw_regions(p["_image"], r["polygons"] if task == "detect" else r["words"]), p["_out"][0])
         res["out"] = p["_out"][0]
     return res
@@ -613,7 +606,7 @@ def main(argv=None, *, pipeline=None) -> int:
     except (InputError, ConfigError) as e:
         if args.debug:
             traceback.print_exc()
-        print(f"error: {one_line(e)}", file=sys.stderr)
+        print(f"error: {flag_names(one_line(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -1,9 +1,13 @@
-"""Inference: text generation (KV-cached ``generate``) and image generation / editing.
+"""Inference engine: text generation (KV-cached ``generate``) and image generation / editing over token ids.
 
-Requests become batches through the training collator (:class:`textharmony.data.collate.Collator`, left-padded
-for ``generate``) and the model's own :class:`~textharmony.data.transforms.ImageProcessor`; the edit condition
-follows the mask convention of :mod:`textharmony.images`. Shapes: B requests, L tokens, M input images,
-R the decoder's resolution.
+The engine (:func:`generate_text_ids`, :func:`generate_image_ids`) takes what the collator built — token ids,
+attention mask, ViT pixel tensors, the decoder's condition — and knows nothing of prompts or templates; the
+pipeline (:mod:`textharmony.pipeline`) validates a request, encodes it once with the training collator
+(:class:`textharmony.data.collate.Collator`, left-padded for ``generate``) and calls it.
+:func:`generate_texts` / :func:`generate_images` are thin convenience wrappers for callers that hold prompts
+(``TextHarmonyModel.generate_text``, training's held-out probes, benchmarks): they encode and call the engine.
+The edit condition follows the mask convention of :mod:`textharmony.images`. Shapes: B requests, L tokens,
+M input images, R the decoder's resolution.
 """
 from __future__ import annotations
 
@@ -12,26 +16,61 @@ from PIL import Image
 
 from ..data.collate import Collator
 from ..images import binary_mask, masked_target, masked_vit_image, t2i_condition
-from ..sequence import IMAGE_TOKEN
+from ..sequence import BOI_TOKEN, IMAGE_TOKEN
 from .feature_cache import cached_visual_tokens
 
 
-def _user_turns(prompt, n_images: int) -> list[dict]:
+# --------------------------------------------------------------------------- requests -> turns (wrappers, pipeline)
+def prompt_turns(prompt, n_images: int, image_output: bool = False) -> list[dict]:
+    """A prompt (str, or a list of turns) -> turns; a str prompt without ``<image>`` gets one per image in front.
+    ``image_output``: append the assistant's ``<boi>`` block (an image-generation request)."""
     if isinstance(prompt, list):
-        return prompt
-    if n_images and IMAGE_TOKEN not in prompt:
-        prompt = (IMAGE_TOKEN + "\n") * n_images + prompt
-    return [{"role": "user", "content": prompt}]
+        turns = list(prompt)
+    else:
+        if n_images and IMAGE_TOKEN not in prompt:
+            prompt = (IMAGE_TOKEN + "\n") * n_images + prompt
+        turns = [{"role": "user", "content": prompt}]
+    return turns + [{"role": "assistant", "content": BOI_TOKEN}] if image_output else turns
 
 
-def _first_user_text(turns: list[dict]) -> str:
+def first_user_text(turns: list[dict]) -> str:
+    """What a Slide-LoRA router reads of a request: its first user turn, without image markers."""
     return next((t["content"].replace(IMAGE_TOKEN, "").strip() for t in turns if t["role"] == "user"), "")
+
+
+def edit_condition(model, image: Image.Image, mask: Image.Image) -> tuple[Image.Image, torch.Tensor, torch.Tensor]:
+    """An edit request's inputs: (the ViT's masked image, decoder masked input (1, 3, R, R), mask (1, 1, R, R))."""
+    proc = model.processor
+    src = image.convert("RGB")
+    if mask.size != src.size:
+        raise ValueError(f"mask size {mask.size} differs from image size {src.size}")
+    m = proc.mask(mask)                                                 # (1, R, R)
+    return masked_vit_image(src, mask), masked_target(proc.decoder(src), m)[None], m[None]
+
+
+def finish_images(model, pils: list[Image.Image], image: Image.Image | None = None, mask: Image.Image | None = None,
+                  size: int | None = None) -> list[Image.Image]:
+    """Decoder outputs -> results: an edit is composited into ``image`` outside ``mask`` at the input's own
+    resolution (every other pixel kept); t2i is resized to ``size`` when given."""
+    if mask is not None:
+        src, keep = image.convert("RGB"), binary_mask(mask)
+        return [Image.composite(p.resize(src.size, Image.BICUBIC), src, keep) for p in pils]
+    if size and size != model.cfg.decoder.resolution:
+        pils = [p.resize((size, size), Image.BICUBIC) for p in pils]
+    return pils
+
+
+def to_device(model, b: dict) -> dict:
+    """The collator's token tensors on the model's device, ``pixel_values`` (M, 3, H, W) in its dtype too."""
+    dev = model.device
+    return {"input_ids": b["input_ids"].to(dev), "attention_mask": b["attention_mask"].to(dev),
+            "prompt_mask": b["prompt_mask"].to(dev), "pixel_values": b["pixel_values"].to(dev, model.dtype)}
 
 
 def _batch(model, requests: list[tuple[list, list[Image.Image]]], generation_prompt: bool,
            padding_side: str) -> dict:
-    """(turns, ViT images) per request -> the collator's batch, token tensors on the model's device and
-    ``pixel_values`` (M, 3, H, W) in its dtype. A prompt longer than ``llm.max_length`` is a ValueError."""
+    """(turns, ViT images) per request -> the collator's batch on the model's device. A prompt longer than
+    ``llm.max_length`` is a ValueError (the wrappers' check; the pipeline checks its own encoding)."""
     col = Collator.for_model(model, padding_side=padding_side)
     items = []
     for turns, images in requests:
@@ -39,27 +78,27 @@ def _batch(model, requests: list[tuple[list, list[Image.Image]]], generation_pro
         if enc.truncated:  # at inference the dropped turn is the request itself: refuse, don't answer something else
             raise ValueError(f"the prompt is longer than the model's max_length={col.max_length} tokens; shorten it")
         items.append(col.encode_parts(turns, images, enc=enc))
-    b = col.collate(items)
-    dev = model.device
-    return {"input_ids": b["input_ids"].to(dev), "attention_mask": b["attention_mask"].to(dev),
-            "prompt_mask": b["prompt_mask"].to(dev), "pixel_values": b["pixel_values"].to(dev, model.dtype)}
+    return to_device(model, col.collate(items))
 
 
+# --------------------------------------------------------------------------- the engine: ids + tensors
 @torch.no_grad()
-def generate_texts(model, images_list: list[list[Image.Image]], prompts: list, max_new_tokens: int = 64,
-                   do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-                   seed: int | None = None, num_beams: int | None = None,
-                   repetition_penalty: float | None = None) -> list[str]:
-    """Batched, left-padded, KV-cached generation. Stops at EOS (or ``<boi>``) or ``max_new_tokens``.
+def generate_text_ids(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor,
+                      max_new_tokens: int = 64, *, images: list[Image.Image] | None = None,
+                      route_texts: list[str] | None = None, do_sample: bool = False, temperature: float = 1.0,
+                      top_p: float = 1.0, seed: int | None = None, num_beams: int | None = None,
+                      repetition_penalty: float | None = None) -> list[str]:
+    """Batched, KV-cached generation from left-padded ``input_ids`` / ``attention_mask`` (B, L) and the ViT's
+    ``pixel_values`` (M, 3, H, W). Stops at EOS (or ``<boi>``) or ``max_new_tokens``.
 
-    ``num_beams`` / ``repetition_penalty`` default to the model's ``llm.gen_num_beams`` /
-    ``llm.gen_repetition_penalty`` (1 / 1.0: plain greedy or sampling, passed to HF only when not 1)."""
+    ``images``: the M PIL images behind ``pixel_values`` (the feature cache's keys; None: no cache lookup);
+    ``route_texts``: each row's first user text (a Slide-LoRA router's input). ``num_beams`` /
+    ``repetition_penalty`` default to the model's ``llm.gen_num_beams`` / ``llm.gen_repetition_penalty``
+    (1 / 1.0: plain greedy or sampling, passed to HF only when not 1)."""
     ids = model.ids
-    turns = [_user_turns(p, len(ims)) for p, ims in zip(prompts, images_list)]
-    b = _batch(model, list(zip(turns, images_list)), True, "left")          # (B, L) left-padded
-    inp, am = b["input_ids"], b["attention_mask"]
-    visual = cached_visual_tokens(model, [im for ims in images_list for im in ims], b["pixel_values"])
-    embeds = model.embed(inp, b["pixel_values"], visual=visual)            # visual None: embed runs the ViT
+    inp, am = input_ids, attention_mask
+    visual = cached_visual_tokens(model, list(images or []), pixel_values) if images else None
+    embeds = model.embed(inp, pixel_values, visual=visual)                 # visual None: embed runs the ViT
     if seed is not None:
         torch.manual_seed(seed)
     gen_kw = dict(do_sample=do_sample, temperature=temperature, top_p=top_p) if do_sample else dict(do_sample=False)
@@ -70,7 +109,8 @@ def generate_texts(model, images_list: list[list[Image.Image]], prompts: list, m
         gen_kw["num_beams"] = num_beams
     if repetition_penalty != 1.0:
         gen_kw["repetition_penalty"] = repetition_penalty
-    with model.routing(embeds, am.bool(), [_first_user_text(t) for t in turns]):
+    route = list(route_texts) if route_texts is not None else [""] * inp.shape[0]
+    with model.routing(embeds, am.bool(), route):
         out = model.llm.generate(inputs_embeds=embeds, attention_mask=am, max_new_tokens=max_new_tokens,
                                  eos_token_id=[ids.eos, ids.boi], pad_token_id=ids.pad, **gen_kw)
     texts = []
@@ -81,46 +121,58 @@ def generate_texts(model, images_list: list[list[Image.Image]], prompts: list, m
 
 
 @torch.no_grad()
-def generate_images(model, prompt, images=None, mask: Image.Image | None = None, steps: int | None = None,
-                    guidance: float | None = None, seed: int = 0, num_images: int = 1, size: int | None = None,
-                    sampler: str | None = None, progress=None) -> list[Image.Image]:
-    """Text-to-image, or editing when ``mask`` (L image, white = repaint) and one image are given.
-
-    Editing keeps every pixel outside the mask: the result is the input with the generated region
-    composited in, at the input's own resolution.
-    """
+def generate_image_ids(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_mask: torch.Tensor,
+                       pixel_values: torch.Tensor, masked: torch.Tensor, mask: torch.Tensor, *,
+                       images: list[Image.Image] | None = None, route_texts: list[str] | None = None,
+                       steps: int | None = None, guidance: float | None = None, seed: int = 0, num_images: int = 1,
+                       sampler: str | None = None, progress=None) -> list[Image.Image]:
+    """One image request (1, L) ending in a ``<boi>`` block -> ``num_images`` PIL images at the decoder's
+    resolution. ``masked`` (1, 3, R, R) / ``mask`` (1, 1, R, R): the decoder's condition (t2i: zeros / ones,
+    :func:`textharmony.images.t2i_condition`; editing: :func:`edit_condition`)."""
     dc = model.cfg.decoder
     steps = steps or dc.default_steps
     guidance = dc.default_guidance if guidance is None else guidance
+    dev = model.device
+    visual = cached_visual_tokens(model, list(images or []), pixel_values) if images else None
+    embeds = model.embed(input_ids, pixel_values, visual=visual)           # visual None: embed runs the ViT
+    route = list(route_texts) if route_texts is not None else [""] * input_ids.shape[0]
+    hidden = model._hidden(embeds, attention_mask, prompt_mask, route)
+    ctx = model.image_context(hidden, input_ids).repeat(num_images, 1, 1)       # (G, T, d_cross)
+    gen = torch.Generator().manual_seed(seed)
+    out = model.decoder.sample(ctx, model.null_context, masked.repeat(num_images, 1, 1, 1).to(dev),
+                               mask.repeat(num_images, 1, 1, 1).to(dev), steps, guidance, gen, sampler, progress)
+    return [model.processor.to_pil(x) for x in out]
+
+
+# --------------------------------------------------------------------------- convenience wrappers: prompts in
+def generate_texts(model, images_list: list[list[Image.Image]], prompts: list, max_new_tokens: int = 64,
+                   **kw) -> list[str]:
+    """Prompts (str or turns) + PIL images per request -> answers: encodes them with the model's collator
+    (left-padded) and runs :func:`generate_text_ids` (its keyword arguments pass through)."""
+    turns = [prompt_turns(p, len(ims)) for p, ims in zip(prompts, images_list)]
+    b = _batch(model, list(zip(turns, images_list)), True, "left")          # (B, L) left-padded
+    return generate_text_ids(model, b["input_ids"], b["attention_mask"], b["pixel_values"], max_new_tokens,
+                             images=[im for ims in images_list for im in ims],
+                             route_texts=[first_user_text(t) for t in turns], **kw)
+
+
+def generate_images(model, prompt, images=None, mask: Image.Image | None = None, size: int | None = None,
+                    **kw) -> list[Image.Image]:
+    """Text-to-image, or editing when ``mask`` (L image, white = repaint) and one image are given: encodes the
+    prompt and runs :func:`generate_image_ids` (``steps``, ``guidance``, ``seed``, ``num_images``, ``sampler``,
+    ``progress`` pass through). Editing keeps every pixel outside the mask: the result is the input with the
+    generated region composited in, at the input's own resolution."""
     images = list(images or [])
-    proc, dev = model.processor, model.device
     if mask is not None:
         if len(images) != 1:
             raise ValueError("editing takes exactly one image with the mask")
-        src = images[0].convert("RGB")
-        if mask.size != src.size:
-            raise ValueError(f"mask size {mask.size} differs from image size {src.size}")
-        vit_images = [masked_vit_image(src, mask)]
-        m = proc.mask(mask)                                             # (1, R, R)
-        masked = masked_target(proc.decoder(src), m)[None]              # (1, 3, R, R)
-        m = m[None]                                                     # (1, 1, R, R)
+        vit, masked, m = edit_condition(model, images[0], mask)
+        vit_images = [vit]
     else:
         vit_images = images
-        masked, m = (x[None] for x in t2i_condition(dc.resolution))     # zeros (1, 3, R, R), ones (1, 1, R, R)
-    turns = _user_turns(prompt, len(vit_images)) + [{"role": "assistant", "content": "<boi>"}]
+        masked, m = (x[None] for x in t2i_condition(model.cfg.decoder.resolution))   # zeros, ones (1, C, R, R)
+    turns = prompt_turns(prompt, len(vit_images), image_output=True)
     b = _batch(model, [(turns, vit_images)], False, "right")                  # (1, L)
-    ids = b["input_ids"]
-    visual = cached_visual_tokens(model, vit_images, b["pixel_values"])
-    embeds = model.embed(ids, b["pixel_values"], visual=visual)            # visual None: embed runs the ViT
-    hidden = model._hidden(embeds, b["attention_mask"], b["prompt_mask"], [_first_user_text(turns)])
-    ctx = model.image_context(hidden, ids).repeat(num_images, 1, 1)             # (G, T, d_cross)
-    gen = torch.Generator().manual_seed(seed)
-    out = model.decoder.sample(ctx, model.null_context, masked.repeat(num_images, 1, 1, 1).to(dev),
-                               m.repeat(num_images, 1, 1, 1).to(dev), steps, guidance, gen, sampler, progress)
-    pils = [proc.to_pil(x) for x in out]
-    if mask is not None:
-        keep = binary_mask(mask)
-        return [Image.composite(p.resize(src.size, Image.BICUBIC), src, keep) for p in pils]
-    if size and size != dc.resolution:
-        pils = [p.resize((size, size), Image.BICUBIC) for p in pils]
-    return pils
+    pils = generate_image_ids(model, b["input_ids"], b["attention_mask"], b["prompt_mask"], b["pixel_values"],
+                              masked, m, images=vit_images, route_texts=[first_user_text(turns)], **kw)
+    return finish_images(model, pils, images[0] if mask is not None else None, mask, size)
