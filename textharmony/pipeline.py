@@ -448,7 +448,7 @@ class TextHarmonyPipeline:
         ocr / vqa: where the head finds one line of at most two words (or nothing), the image is taken for a
         crop (the reader's own input, which holds one or two words) and given whole, as to a model without a
         detector."""
-        from .data.boxes import region_to_text
+        from .data.boxes import bbox_to_polygon, region_to_text
         from .data.kernels import rectify
         from .model.detector import detect_words
         found = detect_words(self.model.detector, images, batch_size=self.batch_size)
@@ -456,8 +456,7 @@ class TextHarmonyPipeline:
         if task in ("ocr", "vqa"):   # one line of at most two words (or none): a crop, the reader's input, seen whole
             for im, ds in zip(images, found):
                 if len(ds) <= 2 and all(d["line"] == 0 for d in ds):
-                    ds[:] = [{"polygon": [[0, 0], [im.size[0], 0], [im.size[0], im.size[1]], [0, im.size[1]]],
-                              "line": 0, "whole": True}]
+                    ds[:] = [{"polygon": bbox_to_polygon((0, 0, *im.size)), "line": 0, "whole": True}]
         if task == "vqa":
             from .data.layouts import page_prompt
             reqs = []

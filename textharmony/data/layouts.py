@@ -11,13 +11,18 @@ held-out font families (Go, Caladea; Droid Sans Fallback for Chinese), the stron
 """
 from __future__ import annotations
 
+import random
 from functools import lru_cache
 
 import torch
 
 from .synth import SynthConfig, SynthSample, render
 from .synth_render import FontPool
-from .wordcrops import RenderedStream, _heldout_list, chinese_words, english_words, font_families
+from .boxes import reading_order
+from .kernels import detector_input, kernel_target, rectify
+from .tasks import prompt
+from .wordcrops import (RenderedStream, TextSampler, _heldout_list, chinese_words, english_words, font_families,
+                        pick_font, record_for, render_crop)
 
 
 @lru_cache(maxsize=2)
@@ -59,7 +64,6 @@ class LayoutStream(RenderedStream):
         self.pool = layout_fonts("train")
 
     def batch(self, index: int) -> dict:
-        from .kernels import detector_input, kernel_target
         xs, ts = [], []
         base = (self.rank * 1_000_003 + index) * self.batch_size
         for j in range(self.batch_size):
@@ -99,7 +103,6 @@ class PageQAStream(RenderedStream):
                  zh: float = 0.4, vqa: float = 0.5, page: float = 0.2, workers: int = 1, prefetch: int = 4,
                  crop_height: int = 32):
         super().__init__(seed, rank, world_size, workers, prefetch)
-        from .wordcrops import TextSampler
         self.collator, self.batch_size = collator, batch_size
         self.cfg = layout_config("train", 256, seed, zh)
         self.pool = layout_fonts("train")
@@ -108,12 +111,6 @@ class PageQAStream(RenderedStream):
         self.vqa, self.page, self.crop_height = vqa, page, crop_height
 
     def samples(self, index: int) -> list:
-        import random
-
-        from .kernels import rectify
-        from .boxes import reading_order
-        from .tasks import prompt
-        from .wordcrops import pick_font, record_for, render_crop
         rng = random.Random(f"pages/{self.seed}/{self.rank}/{index}")
         out = []
         for j in range(self.batch_size):

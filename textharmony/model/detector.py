@@ -77,9 +77,13 @@ def boxes_from_map(prob: np.ndarray, cfg: DetectorConfig, stride: int = 2) -> li
     import cv2
     mask = (prob > cfg.thresh).astype(np.uint8)
     n, labels = cv2.connectedComponents(mask, connectivity=4)
+    ys_all, xs_all = np.nonzero(labels)                 # one pass over the map, then the cells split by region
+    lab = labels[ys_all, xs_all]
+    order = np.argsort(lab, kind="stable")
+    groups = np.split(order, np.searchsorted(lab[order], np.arange(2, n)))
     out = []
-    for k in range(1, n):
-        ys, xs = np.nonzero(labels == k)
+    for idx in groups:
+        ys, xs = ys_all[idx], xs_all[idx]
         if len(xs) < 2:
             continue
         score = float(prob[ys, xs].mean())

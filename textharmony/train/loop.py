@@ -350,7 +350,7 @@ def train(cfg: TrainConfig, resume: str | None = None, stream=None, stop_after: 
             # ---- held-out reading accuracy (word crops of unseen words in unseen fonts)
             if cfg.log.eval_every and state.step % cfg.log.eval_every == 0 and main and not _sharded(acc):
                 from .heldout import heldout_detection, heldout_page_qa, heldout_reading
-                kind = stream.state_dict().get("kind")
+                kind = getattr(stream, "kind", "")
                 with acc.autocast():
                     if kind == "layouts":
                         ev = heldout_detection(unwrapped, cfg.log.eval_words)
