@@ -11,7 +11,7 @@ FORBIDDEN = {
     "model": {"train", "pipeline", "cli"},
     "train": {"pipeline", "cli"},
 }
-FOUNDATION = {"config", "sequence", "images", "task_names", "charset"}
+FOUNDATION = {"config", "sequence", "images", "task_names", "charset", "glyph_layout"}
 
 
 def _layer(path: pathlib.Path) -> str | None:

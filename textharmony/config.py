@@ -201,7 +201,11 @@ class DecoderConfig:
                                                           "beta_schedule": "scaled_linear",
                                                           "prediction_type": "epsilon"})
     sampler: str = "dpm"                        # dpm | ddim
-    resolution: int = 512
+    resolution: int = 512                       # output width (and height unless ``height``)
+    height: int = 0                             # 0: square; else output height (a word strip: 32 x 128)
+    glyph_dim: int = 0                          # > 0: the glyph path (textharmony.model.glyph), embedding width
+    edit_context: float = 0.0                   # 0: an edit repaints the whole image resized to the decoder;
+                                                # > 0: a window around the mask, its box this share of the height
     inpaint: bool = True                        # 9-channel UNet input (noisy, mask, masked image): diffusers order
     cfg_drop: float = 0.1                       # probability of training with the null context
     lambda_img: float = 10.0
@@ -212,10 +216,18 @@ class DecoderConfig:
     def __post_init__(self):
         # refused at load, not at the first generation: a zero or negative size builds, then fails deep inside
         _check_range("decoder", self, {"resolution": 1, "default_steps": 1, "default_guidance": 0.0,
-                                       "cfg_drop": 0.0, "lambda_img": 0.0, "min_snr_gamma": 0.0})
+                                       "cfg_drop": 0.0, "lambda_img": 0.0, "min_snr_gamma": 0.0, "height": 0,
+                                       "glyph_dim": 0, "edit_context": 0.0})
+        if self.edit_context > 1:
+            raise ConfigError(f"config key 'decoder.edit_context' must be in [0, 1], got {self.edit_context!r}")
         if self.cfg_drop > 1:
             raise ConfigError(f"config key 'decoder.cfg_drop' must be a probability in [0, 1], got {self.cfg_drop!r}")
         _check_choice("decoder", self, "sampler", SAMPLERS)
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        """Output (height, width) in pixels."""
+        return (self.height or self.resolution, self.resolution)
 
 
 @dataclass

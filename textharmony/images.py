@@ -159,9 +159,11 @@ def masked_target(image_pm1: torch.Tensor, mask01: torch.Tensor) -> torch.Tensor
     return image_pm1 * (mask01 < 0.5).to(image_pm1.dtype)
 
 
-def t2i_condition(resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(gen_masked, gen_mask) of a text-to-image block: zeros (3, R, R) and ones (1, R, R)."""
-    return torch.zeros(3, resolution, resolution), torch.ones(1, resolution, resolution)
+def t2i_condition(resolution) -> tuple[torch.Tensor, torch.Tensor]:
+    """(gen_masked, gen_mask) of a text-to-image block: zeros (3, Rh, Rw) and ones (1, Rh, Rw);
+    ``resolution`` = R (square) or (Rh, Rw)."""
+    h, w = (resolution, resolution) if isinstance(resolution, int) else resolution
+    return torch.zeros(3, h, w), torch.ones(1, h, w)
 
 
 __all__ = ["BG", "MASK_FILL", "ImageDecodeError", "binary_mask", "decode_image", "decode_mask", "exif_transpose",

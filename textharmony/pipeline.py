@@ -337,12 +337,13 @@ class TextHarmonyPipeline:
             vit_images = [vit]
         else:
             vit_images = images
-            masked, m = (x[None] for x in t2i_condition(self.model.cfg.decoder.resolution))
+            masked, m = (x[None] for x in t2i_condition(self.model.cfg.decoder.hw))
         col, turns, _, enc = self._encode([(vit_images, prompt)], image_output=True)[0]
         b = g.to_device(self.model, col.collate([enc]))
         pils = g.generate_image_ids(self.model, b["input_ids"], b["attention_mask"], b["prompt_mask"],
                                     b["pixel_values"], masked, m, images=vit_images,
-                                    route_texts=[g.first_user_text(turns)], **kw)
+                                    route_texts=[g.first_user_text(turns)],
+                                    glyph_ids=col.glyph_ids([turns[0]["content"]]), **kw)
         return g.finish_images(self.model, pils, images[0] if mask is not None else None, mask, size)
 
     def read(self, task: str, images: Sequence | None = None, *, questions: Sequence | None = None,

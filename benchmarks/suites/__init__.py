@@ -16,6 +16,7 @@ mario-eval             MARIO-Eval ``<Subset>/<Subset>.txt`` prompts with 'quoted
 anytext                AnyText benchmark ``test1k.json`` (``data_root``, ``data_list``)
 synthetic-heldout      generated here with ``textharmony.data.synth`` (held-out vocabulary and font)
 words-heldout          word crops rendered here (unseen words, held-out font families; the reader's suite)
+writing-heldout        word strips rendered at the decoder's size (unseen words to write or edit in; the writer's)
 kie                    shards of ``python -m textharmony.data.convert annotations`` (receipts, invoices, forms)
 =====================  ==============================================================================
 """
@@ -34,6 +35,7 @@ SUITES: dict[str, tuple[str, str]] = {
     "anytext": ("anytext", "AnyTextSuite"),
     "synthetic-heldout": ("synthetic", "SyntheticHeldoutSuite"),
     "words-heldout": ("words", "WordsHeldoutSuite"),
+    "writing-heldout": ("writing", "WritingHeldoutSuite"),
     "kie": ("kie", "KIESuite"),
 }
 

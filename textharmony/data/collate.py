@@ -1,6 +1,6 @@
 """Records + images -> the model's batch dict: the one batch builder of training, generation, tests and benchmarks.
 
-Batch (B rows, L tokens, M ViT images, G image outputs; S = ViT side, R = decoder resolution):
+Batch (B rows, L tokens, M ViT images, G image outputs; S = ViT side, R x R (or Rh x Rw) the decoder's size):
   input_ids        LongTensor (B, L), padded with the pad id on the ``padding_side`` (right for training,
                    left for KV-cached generation)
   attention_mask   LongTensor (B, L), 1 on real tokens
@@ -15,6 +15,8 @@ Batch (B rows, L tokens, M ViT images, G image outputs; S = ViT side, R = decode
   gen_masked       FloatTensor (G, 3, R, R): masked input in [-1, 1], masked pixels 0 (t2i: zeros)
   gen_mask         FloatTensor (G, 1, R, R) in {0, 1}, 1 = repaint (t2i: ones)
   gen_sample       LongTensor (G,): batch row of each block
+  gen_glyph        LongTensor (G, Lg): per block, the token id of each character of the prompt's quoted text
+                   (what the glyph path lays out, :func:`textharmony.model.glyph.char_ids`), -1-padded
   is_image_output  BoolTensor (B,)
   task             list[str] (B)
   prompt_text      list[str] (B): content of the first user turn (markers included)
@@ -35,8 +37,10 @@ import torch
 from PIL import Image
 
 from ..images import masked_target, t2i_condition
+from ..glyph_layout import char_ids
 from ..sequence import IGNORE_INDEX, SpecialIds, encode_conversation
 from .masks import apply_mask
+from .tasks import quoted_text
 from .transforms import CLIP_MEAN, CLIP_STD, ImageProcessor
 
 PADDING_SIDES = ("right", "left")
@@ -115,11 +119,11 @@ class Collator:
         turns already encoded by :meth:`tokens`."""
         enc = enc if enc is not None else self.tokens(turns, generation_prompt)
         first = next((i for i, v in enumerate(enc.labels) if v != IGNORE_INDEX), len(enc.input_ids))
-        (H, W), R = self.processor.image_hw, self.processor.resolution
+        (H, W), (Rh, Rw) = self.processor.image_hw, self.processor.decoder_hw
         pix = torch.cat([self.processor.vit(im)[None] for im in vit_images]) if len(vit_images) else \
             torch.zeros(0, 3, H, W)
         if gen is None:
-            gt, gm, gk = torch.zeros(0, 3, R, R), torch.zeros(0, 3, R, R), torch.zeros(0, 1, R, R)
+            gt, gm, gk = torch.zeros(0, 3, Rh, Rw), torch.zeros(0, 3, Rh, Rw), torch.zeros(0, 1, Rh, Rw)
         else:
             gt, gm, gk = (x[None] for x in gen)
         return Encoded(enc.input_ids, enc.labels, first, pix, gt, gm, gk, task, turns[0]["content"], enc.truncated)
@@ -156,10 +160,19 @@ class Collator:
                 m = p.mask(mask)
                 gen = (t, masked_target(p.decoder(inp) if inp is not None else t, m), m)
             else:
-                gen = (t, *t2i_condition(p.resolution))
+                gen = (t, *t2i_condition(p.decoder_hw))
         out = self.encode_parts(record["turns"], vit, gen, task=record.get("task", ""), enc=enc)
         if record.get("ctc") and enc.num_images == 1:
             out.ctc = [t for t in enc.labels[out.prompt_len:] if t != IGNORE_INDEX and t != self.eos_id]
+        return out
+
+    def glyph_ids(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Prompts -> (len, Lg) ids of the characters each asks to be written (its quoted text), -1-padded:
+        the glyph path's input, for training blocks (``gen_glyph``) and generation requests alike."""
+        rows = [char_ids(self.tokenizer, quoted_text(p)) for p in prompts]
+        out = torch.full((len(rows), max((len(r) for r in rows), default=0)), -1, dtype=torch.long)
+        for i, r in enumerate(rows):
+            out[i, :len(r)] = torch.tensor(r, dtype=torch.long)
         return out
 
     # ------------------------------------------------------------------ a batch
@@ -167,7 +180,7 @@ class Collator:
         """Pad ``items`` into the batch dict of the module docstring (``padding_side`` for the token tensors)."""
         B = len(items)
         L = max((len(e.input_ids) for e in items), default=0)
-        (H, W), R = self.processor.image_hw, self.processor.resolution
+        (H, W), (Rh, Rw) = self.processor.image_hw, self.processor.decoder_hw
         ids = torch.full((B, L), self.pad_id, dtype=torch.long)
         labels = torch.full((B, L), IGNORE_INDEX, dtype=torch.long)
         am = torch.zeros((B, L), dtype=torch.long)
@@ -188,12 +201,13 @@ class Collator:
             for i, r in enumerate(ctc_rows):
                 ctc[i, :len(r)] = torch.tensor(r, dtype=torch.long)
             out["ctc_labels"] = ctc
+        out["gen_glyph"] = self.glyph_ids([e.prompt_text for e in items for _ in range(e.gen_target.shape[0])])
         return out | {
             "input_ids": ids, "attention_mask": am, "labels": labels, "prompt_mask": pm,
             "pixel_values": cat([e.pixel_values for e in items], (3, H, W)),
-            "gen_target": cat([e.gen_target for e in items], (3, R, R)),
-            "gen_masked": cat([e.gen_masked for e in items], (3, R, R)),
-            "gen_mask": cat([e.gen_mask for e in items], (1, R, R)),
+            "gen_target": cat([e.gen_target for e in items], (3, Rh, Rw)),
+            "gen_masked": cat([e.gen_masked for e in items], (3, Rh, Rw)),
+            "gen_mask": cat([e.gen_mask for e in items], (1, Rh, Rw)),
             "gen_sample": torch.tensor([i for i, e in enumerate(items) for _ in range(e.gen_target.shape[0])],
                                        dtype=torch.long),
             "is_image_output": torch.tensor([e.gen_target.shape[0] > 0 for e in items], dtype=torch.bool),

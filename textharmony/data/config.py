@@ -60,6 +60,7 @@ class DataConfig:
     image_mean: Optional[list] = None             # None: vision.image_mean
     image_std: Optional[list] = None              # None: vision.image_std
     resolution: Optional[int] = None              # decoder side; None: decoder.resolution
+    resolution_height: Optional[int] = None       # decoder height (0 = square); None: decoder.height
     prefetch_factor: int = 2
     pin_memory: bool = False
     allow_pipe_urls: bool = False                 # urls "pipe:CMD" run CMD in a shell (webdataset): off unless set
@@ -99,14 +100,14 @@ class DataConfig:
     def resolved(self) -> bool:
         """True when no image / length setting is left to the model config."""
         return None not in (self.max_length, self.image_size, self.image_height, self.image_resize, self.image_mean,
-                            self.image_std, self.resolution)
+                            self.image_std, self.resolution, self.resolution_height)
 
     def image_processor(self, default=None):
         """The :class:`~textharmony.data.transforms.ImageProcessor` of this (resolved) config: ``default`` (the
         model's own) when its settings are these, else a new one from these settings."""
         from .transforms import ImageProcessor
         p = ImageProcessor(self.image_size, self.image_mean, self.image_std, self.resolution, self.image_height,
-                           self.image_resize)
+                           self.image_resize, self.resolution_height or 0)
         return default if default is not None and default.settings() == p.settings() else p
 
     def resolve(self, model_cfg=None) -> "DataConfig":
@@ -121,6 +122,7 @@ class DataConfig:
         out.image_mean = list(self.image_mean if self.image_mean is not None else m.vision.image_mean)
         out.image_std = list(self.image_std if self.image_std is not None else m.vision.image_std)
         out.resolution = self.resolution if self.resolution is not None else m.decoder.resolution
+        out.resolution_height = self.resolution_height if self.resolution_height is not None else m.decoder.height
         return out
 
 

@@ -194,6 +194,12 @@ def ordered(words: list[dict]) -> list[dict]:
     return [w for line in reading_order(words) for w in line]
 
 
+def quoted_text(prompt: str) -> str:
+    """The text an image prompt asks to be written: its quoted strings, in order, joined by spaces
+    (``'Fill ... with "WORD".'`` -> ``WORD``; no quotes -> ``""``)."""
+    return " ".join(a or b or c for a, b, c in _QUOTED_RE.findall(prompt or ""))
+
+
 def quote_words(words: list[str]) -> str:
     return " ".join(f'"{w}"' for w in words)
 

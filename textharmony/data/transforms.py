@@ -9,8 +9,8 @@ Its input is an RGB PIL image already decoded by :mod:`textharmony.images` (the 
                 (bicubic, aspect not kept, like CLIPImageProcessor with ``do_center_crop=False``);
                 ``"letterbox"`` scales to fit, keeping the aspect ratio, and pads with the image's border
                 colour (:func:`letterbox`); then /255, (x - mean) / std
-  decoder(img)  (3, R, R) in [-1, 1]
-  mask(img)     (1, R, R) in {0, 1}, 1 = repaint (nearest resize, > 127)
+  decoder(img)  (3, Rh, Rw) in [-1, 1] (``decoder_hw``; Rh = Rw = R unless the decoder draws strips)
+  mask(img)     (1, Rh, Rw) in {0, 1}, 1 = repaint (nearest resize, > 127)
   to_pil(x)     (3, R, R) in [-1, 1] -> RGB PIL (the decoder's output)
 
 No model code is imported here (sizes and statistics come from the config).
@@ -46,15 +46,17 @@ def letterbox(img: Image.Image, hw: tuple[int, int]) -> Image.Image:
 class ImageProcessor:
     """PIL -> tensors for the ViT and the diffusion decoder (see the module docstring).
 
-    ``ImageProcessor(vit_size, mean, std, decoder_size, image_height=0, resize="square")``, or
-    :meth:`from_config` (a ``ModelConfig``). Attributes: ``image_hw`` (H, W) of the ViT input,
-    ``resolution`` (= ``decoder_size``) the decoder side, ``min_decode_size`` for reduced-scale JPEG decoding.
+    ``ImageProcessor(vit_size, mean, std, decoder_size, image_height=0, resize="square", decoder_height=0)``,
+    or :meth:`from_config` (a ``ModelConfig``). Attributes: ``image_hw`` (H, W) of the ViT input,
+    ``decoder_hw`` (Rh, Rw) of the decoder (``resolution`` = Rw), ``min_decode_size`` for reduced-scale JPEG
+    decoding.
     """
 
     def __init__(self, vit_size: int, mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD,
-                 decoder_size: int = 512, image_height: int = 0, resize: str = "square"):
+                 decoder_size: int = 512, image_height: int = 0, resize: str = "square", decoder_height: int = 0):
         self.vit_size, self.decoder_size = int(vit_size), int(decoder_size)
         self.image_hw = (int(image_height) or self.vit_size, self.vit_size)
+        self.decoder_hw = (int(decoder_height) or self.decoder_size, self.decoder_size)
         self.resize = resize
         self.mean = torch.tensor(list(mean), dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(list(std), dtype=torch.float32).view(3, 1, 1)
@@ -64,11 +66,12 @@ class ImageProcessor:
         """The processor of a ``ModelConfig`` (``vision.image_size/image_height/resize/image_mean/image_std``,
         ``decoder.resolution``)."""
         v = cfg.vision
-        return cls(v.image_size, v.image_mean, v.image_std, cfg.decoder.resolution, v.image_height, v.resize)
+        return cls(v.image_size, v.image_mean, v.image_std, cfg.decoder.resolution, v.image_height, v.resize,
+                   cfg.decoder.height)
 
     @property
     def resolution(self) -> int:
-        """Decoder side R."""
+        """Decoder width Rw."""
         return self.decoder_size
 
     @property
@@ -79,14 +82,15 @@ class ImageProcessor:
     def settings(self) -> tuple:
         """What the tensors depend on: (H, W, resize, mean, std, R)."""
         return (*self.image_hw, self.resize, tuple(self.mean.flatten().tolist()), tuple(self.std.flatten().tolist()),
-                self.decoder_size)
+                *self.decoder_hw)
 
     @staticmethod
-    def to_tensor(img: Image.Image, size: int) -> torch.Tensor:
-        """(3, size, size) in [0, 1] (bicubic resize when the size differs)."""
+    def to_tensor(img: Image.Image, size) -> torch.Tensor:
+        """(3, h, w) in [0, 1], ``size`` = side or (h, w) (bicubic resize when the size differs)."""
+        h, w = (size, size) if isinstance(size, int) else size
         img = img.convert("RGB")
-        if img.size != (size, size):
-            img = img.resize((size, size), Image.BICUBIC)
+        if img.size != (w, h):
+            img = img.resize((w, h), Image.BICUBIC)
         return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
 
     def vit(self, img: Image.Image) -> torch.Tensor:
@@ -102,15 +106,15 @@ class ImageProcessor:
         return (x - self.mean) / self.std
 
     def decoder(self, img: Image.Image) -> torch.Tensor:
-        """(3, R, R) in [-1, 1]."""
-        return self.to_tensor(img, self.decoder_size) * 2 - 1
+        """(3, Rh, Rw) in [-1, 1]."""
+        return self.to_tensor(img, self.decoder_hw) * 2 - 1
 
     def mask(self, mask: Image.Image) -> torch.Tensor:
-        """(1, R, R) in {0, 1}; 1 = repaint."""
-        R = self.decoder_size
+        """(1, Rh, Rw) in {0, 1}; 1 = repaint."""
+        h, w = self.decoder_hw
         m = mask.convert("L")
-        if m.size != (R, R):
-            m = m.resize((R, R), Image.NEAREST)
+        if m.size != (w, h):
+            m = m.resize((w, h), Image.NEAREST)
         return torch.from_numpy((np.asarray(m) > 127).astype(np.float32))[None]
 
     @staticmethod

@@ -11,6 +11,8 @@ M input images, R the decoder's resolution.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from PIL import Image
 
@@ -38,25 +40,59 @@ def first_user_text(turns: list[dict]) -> str:
     return next((t["content"].replace(IMAGE_TOKEN, "").strip() for t in turns if t["role"] == "user"), "")
 
 
+def edit_window(model, size: tuple[int, int], mask: Image.Image) -> tuple[int, int, int, int] | None:
+    """The part of an edit's image (``size`` = (w, h)) the decoder repaints: None = all of it
+    (``decoder.edit_context`` 0); else a window of the decoder's aspect around the mask's bounding box, the
+    box ``edit_context`` of the window's height (wider boxes: 95 % of its width), kept inside the image where
+    it fits -- a word strip decoder edits one word of a page at its own resolution."""
+    dc = model.cfg.decoder
+    bbox = binary_mask(mask).getbbox()
+    if not dc.edit_context or bbox is None:
+        return None
+    (rh, rw), (w, h) = dc.hw, size
+    x0, y0, x1, y1 = bbox
+    wh = math.ceil(max((y1 - y0) / dc.edit_context, (x1 - x0) / 0.95 * rh / rw, 4.0))
+    ww = math.ceil(wh * rw / rh)
+    cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
+    left = min(max(0, cx - ww // 2), max(0, w - ww)) if ww <= w else cx - ww // 2
+    top = min(max(0, cy - wh // 2), max(0, h - wh)) if wh <= h else cy - wh // 2
+    return left, top, left + ww, top + wh
+
+
 def edit_condition(model, image: Image.Image, mask: Image.Image) -> tuple[Image.Image, torch.Tensor, torch.Tensor]:
-    """An edit request's inputs: (the ViT's masked image, decoder masked input (1, 3, R, R), mask (1, 1, R, R))."""
+    """An edit request's inputs: (the ViT's masked image, decoder masked input (1, 3, R, R), mask (1, 1, R, R)),
+    of the :func:`edit_window` when the decoder edits a window."""
     proc = model.processor
     src = image.convert("RGB")
     if mask.size != src.size:
         raise ValueError(f"mask size {mask.size} differs from image size {src.size}")
+    win = edit_window(model, src.size, mask)
+    if win is not None:
+        src, mask = src.crop(win), mask.convert("L").crop(win)
     m = proc.mask(mask)                                                 # (1, R, R)
     return masked_vit_image(src, mask), masked_target(proc.decoder(src), m)[None], m[None]
 
 
 def finish_images(model, pils: list[Image.Image], image: Image.Image | None = None, mask: Image.Image | None = None,
                   size: int | None = None) -> list[Image.Image]:
-    """Decoder outputs -> results: an edit is composited into ``image`` outside ``mask`` at the input's own
-    resolution (every other pixel kept); t2i is resized to ``size`` when given."""
+    """Decoder outputs -> results: an edit is composited into ``image`` inside ``mask`` only (its window, or the
+    whole image, resized back), at the input's own resolution: every other pixel is kept; t2i is resized to
+    ``size`` (its width; the decoder's aspect kept) when given."""
     if mask is not None:
         src, keep = image.convert("RGB"), binary_mask(mask)
-        return [Image.composite(p.resize(src.size, Image.BICUBIC), src, keep) for p in pils]
-    if size and size != model.cfg.decoder.resolution:
-        pils = [p.resize((size, size), Image.BICUBIC) for p in pils]
+        win = edit_window(model, src.size, mask)
+        out = []
+        for p in pils:
+            if win is None:
+                full = p.resize(src.size, Image.BICUBIC)
+            else:
+                full = src.copy()
+                full.paste(p.resize((win[2] - win[0], win[3] - win[1]), Image.BICUBIC), win[:2])
+            out.append(Image.composite(full, src, keep))
+        return out
+    h, w = model.cfg.decoder.hw
+    if size and size != w:
+        pils = [p.resize((size, max(1, round(size * h / w))), Image.BICUBIC) for p in pils]
     return pils
 
 
@@ -125,10 +161,13 @@ def generate_image_ids(model, input_ids: torch.Tensor, attention_mask: torch.Ten
                        pixel_values: torch.Tensor, masked: torch.Tensor, mask: torch.Tensor, *,
                        images: list[Image.Image] | None = None, route_texts: list[str] | None = None,
                        steps: int | None = None, guidance: float | None = None, seed: int = 0, num_images: int = 1,
-                       sampler: str | None = None, progress=None) -> list[Image.Image]:
-    """One image request (1, L) ending in a ``<boi>`` block -> ``num_images`` PIL images at the decoder's
-    resolution. ``masked`` (1, 3, R, R) / ``mask`` (1, 1, R, R): the decoder's condition (t2i: zeros / ones,
-    :func:`textharmony.images.t2i_condition`; editing: :func:`edit_condition`)."""
+                       sampler: str | None = None, progress=None, glyph_ids: torch.Tensor | None = None
+                       ) -> list[Image.Image]:
+    """B image requests (B, L), each ending in a ``<boi>`` block -> ``num_images`` x B PIL images at the decoder's
+    resolution (the batch repeated ``num_images`` times). ``masked`` (B, 3, R, R) / ``mask`` (B, 1, R, R): the
+    decoder's condition (t2i: zeros / ones, :func:`textharmony.images.t2i_condition`; editing:
+    :func:`edit_condition`); ``glyph_ids`` (B, Lg) from ``Collator.glyph_ids`` (the glyph path's characters;
+    None: none)."""
     dc = model.cfg.decoder
     steps = steps or dc.default_steps
     guidance = dc.default_guidance if guidance is None else guidance
@@ -139,8 +178,10 @@ def generate_image_ids(model, input_ids: torch.Tensor, attention_mask: torch.Ten
     hidden = model._hidden(embeds, attention_mask, prompt_mask, route)
     ctx = model.image_context(hidden, input_ids).repeat(num_images, 1, 1)       # (G, T, d_cross)
     gen = torch.Generator().manual_seed(seed)
+    glyph = glyph_ids.repeat(num_images, 1).to(dev) if glyph_ids is not None else None
     out = model.decoder.sample(ctx, model.null_context, masked.repeat(num_images, 1, 1, 1).to(dev),
-                               mask.repeat(num_images, 1, 1, 1).to(dev), steps, guidance, gen, sampler, progress)
+                               mask.repeat(num_images, 1, 1, 1).to(dev), steps, guidance, gen, sampler, progress,
+                               glyph_ids=glyph)
     return [model.processor.to_pil(x) for x in out]
 
 
@@ -163,16 +204,39 @@ def generate_images(model, prompt, images=None, mask: Image.Image | None = None,
     ``progress`` pass through). Editing keeps every pixel outside the mask: the result is the input with the
     generated region composited in, at the input's own resolution."""
     images = list(images or [])
-    if mask is not None:
-        if len(images) != 1:
-            raise ValueError("editing takes exactly one image with the mask")
-        vit, masked, m = edit_condition(model, images[0], mask)
-        vit_images = [vit]
-    else:
-        vit_images = images
-        masked, m = (x[None] for x in t2i_condition(model.cfg.decoder.resolution))   # zeros, ones (1, C, R, R)
-    turns = prompt_turns(prompt, len(vit_images), image_output=True)
-    b = _batch(model, [(turns, vit_images)], False, "right")                  # (1, L)
+    if mask is not None and len(images) != 1:
+        raise ValueError("editing takes exactly one image with the mask")
+    return generate_image_batch(model, [prompt], [images], [mask], size=size, **kw)
+
+
+def generate_image_batch(model, prompts: list, images_list: list | None = None, masks: list | None = None,
+                         size: int | None = None, **kw) -> list[Image.Image]:
+    """B image requests in one decoder batch (``num_images`` each, in request order): prompts, per request its
+    input images (editing: the one image) and mask (None: text-to-image). The held-out writing probes and
+    the writing suite use it; the pipeline serves one request at a time through the same engine."""
+    images_list = [list(x or []) for x in (images_list or [[] for _ in prompts])]
+    masks = list(masks or [None] * len(prompts))
+    reqs, conds, turns_all = [], [], []
+    for prompt, images, mask in zip(prompts, images_list, masks):
+        if mask is not None:
+            vit, masked, m = edit_condition(model, images[0], mask)
+            vit_images = [vit]
+        else:
+            vit_images = images
+            masked, m = (x[None] for x in t2i_condition(model.cfg.decoder.hw))   # zeros, ones (1, C, R, R)
+        turns = prompt_turns(prompt, len(vit_images), image_output=True)
+        reqs.append((turns, vit_images))
+        conds.append((masked, m))
+        turns_all.append(turns)
+    b = _batch(model, reqs, False, "right")                                   # (B, L)
+    glyph = Collator.for_model(model).glyph_ids([t[0]["content"] for t in turns_all])  # (B, Lg)
     pils = generate_image_ids(model, b["input_ids"], b["attention_mask"], b["prompt_mask"], b["pixel_values"],
-                              masked, m, images=vit_images, route_texts=[first_user_text(turns)], **kw)
-    return finish_images(model, pils, images[0] if mask is not None else None, mask, size)
+                              torch.cat([c[0] for c in conds]), torch.cat([c[1] for c in conds]),
+                              images=[im for _, ims in reqs for im in ims],
+                              route_texts=[first_user_text(t) for t in turns_all], glyph_ids=glyph, **kw)
+    n = kw.get("num_images", 1)
+    out = []
+    for i, (images, mask) in enumerate(zip(images_list, masks)):
+        mine = [pils[k * len(prompts) + i] for k in range(n)]                 # generate_image_ids repeats the batch
+        out += finish_images(model, mine, images[0] if mask is not None else None, mask, size)
+    return out

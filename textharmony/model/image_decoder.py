@@ -4,6 +4,8 @@ LLM's mapped visual tokens through ``encoder_hidden_states``.
 Inpainting-style input (editing and text-to-image share it): ``concat(noisy, mask, masked_image_latent)``
 = 2C+1 channels (9 with a VAE, 7 in pixel space) -- diffusers' order, so SD-inpainting UNets load as they are. A pretrained C-channel UNet gets its
 ``conv_in`` widened with zero-initialised weights, so it starts out computing exactly what it did.
+With ``decoder.glyph_dim`` the glyph path's map (:mod:`textharmony.model.glyph`, ``glyph_dim + 3`` channels)
+follows those channels: which character goes where. Outputs are R x R, or Rh x Rw with ``decoder.height``.
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from diffusers.training_utils import compute_snr
 from torch import nn
 
 from ..config import ConfigError, DecoderConfig, load_pretrained
+from ..glyph_layout import default_advance
+from .glyph import GlyphLayout
 
 
 def _load(cls, name: str, sub: str, key: str):
@@ -43,19 +47,22 @@ def widen_conv_in(unet: UNet2DConditionModel, in_channels: int) -> None:
 
 class ImageDecoder(nn.Module):
     def __init__(self, unet: UNet2DConditionModel, vae: AutoencoderKL | None, scheduler: DDPMScheduler,
-                 cfg: DecoderConfig):
+                 cfg: DecoderConfig, glyph: GlyphLayout | None = None):
         super().__init__()
         self.unet, self.vae, self.scheduler, self.cfg = unet, vae, scheduler, cfg
+        self.glyph = glyph
         if vae is not None:
             vae.requires_grad_(False)
         self.latent_channels = vae.config.latent_channels if vae is not None else 3
         self.vae_factor = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
         want = 2 * self.latent_channels + 1 if cfg.inpaint else self.latent_channels
+        want += glyph.channels if glyph is not None else 0
         if unet.config.in_channels == self.latent_channels and want != unet.config.in_channels:
             widen_conv_in(unet, want)
         if unet.config.in_channels != want:
             raise ConfigError(f"decoder UNet has {unet.config.in_channels} input channels; expected {want} "
-                              f"(latent channels {self.latent_channels}, inpaint={cfg.inpaint})")
+                              f"(latent channels {self.latent_channels}, inpaint={cfg.inpaint}, glyph channels "
+                              f"{glyph.channels if glyph is not None else 0})")
         if unet.config.out_channels != self.latent_channels:
             raise ConfigError(f"decoder UNet outputs {unet.config.out_channels} channels, the latent space has "
                               f"{self.latent_channels}")
@@ -64,7 +71,9 @@ class ImageDecoder(nn.Module):
 
     # ------------------------------------------------------------------ build
     @classmethod
-    def build(cls, cfg: DecoderConfig) -> "ImageDecoder":
+    def build(cls, cfg: DecoderConfig, tokenizer=None) -> "ImageDecoder":
+        """Parts from ``cfg``; the glyph path (``cfg.glyph_dim`` > 0) embeds ``tokenizer``'s ids, each
+        character token with its advance (:func:`textharmony.glyph_layout.default_advance`)."""
         if cfg.unet:
             unet = _load(UNet2DConditionModel, cfg.unet, "unet", "decoder.unet")
         elif cfg.unet_arch:
@@ -83,15 +92,22 @@ class ImageDecoder(nn.Module):
             # make every default explicit: otherwise ``from_config`` into the sampler would use the
             # sampler's own defaults (e.g. timestep_spacing) before a save and the saved values after
             scheduler = DDPMScheduler.from_config({k: v for k, v in scheduler.config.items() if k[0] != "_"})
-        return cls(unet, vae, scheduler, cfg)
+        glyph = None
+        if cfg.glyph_dim:
+            if tokenizer is None:
+                raise ConfigError("'decoder.glyph_dim' needs the model's tokenizer")
+            glyph = GlyphLayout(len(tokenizer), cfg.glyph_dim)
+            glyph.set_advances({i: default_advance(t) for t, i in tokenizer.get_vocab().items() if len(t) == 1})
+        return cls(unet, vae, scheduler, cfg, glyph)
 
     @property
     def cross_attention_dim(self) -> int:
         return self.unet.config.cross_attention_dim
 
     @property
-    def latent_size(self) -> int:
-        return self.cfg.resolution // self.vae_factor
+    def latent_hw(self) -> tuple[int, int]:
+        h, w = self.cfg.hw
+        return h // self.vae_factor, w // self.vae_factor
 
     # ------------------------------------------------------------------ latent space
     def encode(self, images: torch.Tensor, sample: bool = True, generator=None) -> torch.Tensor:
@@ -115,8 +131,20 @@ class ImageDecoder(nn.Module):
             self._empty = {"key": key, "z": self.encode(torch.zeros_like(like[:1]), sample=False)}
         return self._empty["z"]
 
-    def _cond_input(self, masked: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Mask (G,1,R,R) + masked image (G,3,R,R) -> (G, 1+C, r, r) extra UNet input channels."""
+    def _cond_input(self, masked: torch.Tensor, mask: torch.Tensor, glyph_ids: torch.Tensor | None = None):
+        """Mask (G,1,R,R) + masked image (G,3,R,R) [+ glyph ids (G, Lg), -1-padded] -> (G, 1+C[+Cg], r, r)
+        extra UNet input channels (None when there are none)."""
+        parts = [self._inpaint_input(masked, mask)] if self.cfg.inpaint else []
+        if self.glyph is not None:
+            m = F.interpolate(mask.float(), size=self.latent_hw, mode="nearest")
+            ids = glyph_ids if glyph_ids is not None else torch.full((mask.shape[0], 0), -1, dtype=torch.long)
+            parts.append(self.glyph(ids.to(m.device), m))
+        if not parts:
+            return None
+        dt = parts[0].dtype
+        return torch.cat([p.to(dt) for p in parts], 1)
+
+    def _inpaint_input(self, masked: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.vae is None:
             z = masked
         else:
@@ -132,11 +160,12 @@ class ImageDecoder(nn.Module):
 
     # ------------------------------------------------------------------ training
     def loss(self, target: torch.Tensor, masked: torch.Tensor, mask: torch.Tensor,
-             context: torch.Tensor) -> torch.Tensor:
-        """Denoising MSE (epsilon or v per scheduler), optional min-SNR weighting. All images (G,·,R,R)."""
+             context: torch.Tensor, glyph_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Denoising MSE (epsilon or v per scheduler), optional min-SNR weighting. All images (G,·,R,R);
+        ``glyph_ids`` (G, Lg) the glyph path's characters (it learns through this loss)."""
         with torch.no_grad():
             x0 = self.encode(target)
-            cond = self._cond_input(masked, mask) if self.cfg.inpaint else None
+        cond = self._cond_input(masked, mask, glyph_ids)
         noise = torch.randn_like(x0)
         t = torch.randint(0, self.scheduler.config.num_train_timesteps, (x0.shape[0],), device=x0.device)
         xt = self.scheduler.add_noise(x0, noise, t)
@@ -165,24 +194,29 @@ class ImageDecoder(nn.Module):
     @torch.no_grad()
     def sample(self, context: torch.Tensor, null_context: torch.Tensor, masked: torch.Tensor,
                mask: torch.Tensor, steps: int, guidance: float, generator: torch.Generator | None = None,
-               sampler: str | None = None, progress=None) -> torch.Tensor:
-        """context (G, T, d); null_context (T, d); masked (G,3,R,R); mask (G,1,R,R) -> images (G,3,R,R) in [-1,1].
+               sampler: str | None = None, progress=None, glyph_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """context (G, T, d); null_context (T, d); masked (G,3,R,R); mask (G,1,R,R); glyph_ids (G, Lg) ->
+        images (G,3,R,R) in [-1,1].
 
-        Classifier-free guidance runs the conditional and null contexts in one UNet batch.
+        Classifier-free guidance runs the conditional and null contexts in one UNet batch; the null branch also
+        has no glyphs (as training's condition drop).
         """
         sched = self.sampler(sampler)
         sched.set_timesteps(steps, device=context.device)
         g = context.shape[0]
-        shape = (g, self.latent_channels, self.latent_size, self.latent_size)
+        shape = (g, self.latent_channels, *self.latent_hw)
         dtype = self.unet.dtype
         x = torch.randn(shape, generator=generator, device="cpu", dtype=torch.float32).to(context.device)
         x = x * sched.init_noise_sigma
-        cond = self._cond_input(masked, mask).to(dtype) if self.cfg.inpaint else None
+        cond = self._cond_input(masked, mask, glyph_ids)
+        cond = cond.to(dtype) if cond is not None else None
         use_cfg = guidance is not None and guidance > 1.0
         ctx = context.to(dtype)
         if use_cfg:
             ctx = torch.cat([ctx, null_context.to(dtype).unsqueeze(0).expand(g, -1, -1)])
-            cond = torch.cat([cond, cond]) if cond is not None else None
+            if cond is not None:
+                null = self._cond_input(masked, mask, None).to(dtype) if self.glyph is not None else cond
+                cond = torch.cat([cond, null])
         for t in (progress(sched.timesteps) if progress else sched.timesteps):
             xin = torch.cat([x, x]) if use_cfg else x
             xin = sched.scale_model_input(xin, t)

@@ -5,7 +5,8 @@ Batch (from ``textharmony.data.collate``; shapes: B rows, L tokens, M input imag
   attention_mask (B, L), labels (B, L) (-100 = no loss), prompt_mask (B, L) bool (optional),
   pixel_values (M, 3, H, W) ViT-normalised, ctc_labels (M, T) target ids per image (-100 = pad; optional),
   gen_target / gen_masked (G, 3, R, R) in [-1, 1],
-  gen_mask (G, 1, R, R) in {0, 1}, is_image_output (B,) bool (optional), prompt_text list[str] (optional).
+  gen_mask (G, 1, R, R) in {0, 1}, gen_glyph (G, Lg) the characters to draw (-1 = pad; optional),
+  is_image_output (B,) bool (optional), prompt_text list[str] (optional). R x R is Rh x Rw with decoder.height.
 A detector batch (``textharmony.data.layouts``) holds only det_pixel_values (B, 3, S, S) standardised pages
 and det_target (B, 1, S/2, S/2) word-kernel maps; it trains the text-region head alone.
 """
@@ -57,8 +58,7 @@ class TextHarmonyModel(nn.Module):
             torch.randn(cfg.mapper.context_tokens, decoder.cross_attention_dim) * 0.02)
         self.ids = SpecialIds.from_tokenizer(tokenizer)
         self.num_image_tokens = num_visual_tokens(cfg.connector, vision.num_patches)
-        self.processor = ImageProcessor(cfg.vision.image_size, cfg.vision.image_mean, cfg.vision.image_std,
-                                        cfg.decoder.resolution, cfg.vision.image_height, cfg.vision.resize)
+        self.processor = ImageProcessor.from_config(cfg)
         # auxiliary CTC head on the visual tokens (blank = pad id): a training signal that makes each visual
         # token carry the characters under it; the LM head stays the reader
         self.ctc_head = nn.Linear(d, len(tokenizer)) if cfg.vision.ctc_weight > 0 else None
@@ -74,7 +74,7 @@ class TextHarmonyModel(nn.Module):
         ``slide_lora.enabled`` the Slide-LoRA adapters are fresh, or those saved in ``slide_lora_dir``."""
         vision = VisionTower.build(cfg.vision)
         llm, tok = build_llm(cfg.llm, dtype=dtype)
-        decoder = ImageDecoder.build(cfg.decoder)
+        decoder = ImageDecoder.build(cfg.decoder, tokenizer=tok)
         model = cls(cfg, vision, llm, tok, decoder)
         if cfg.slide_lora.enabled:                 # the one attach point (textharmony.model.slide_lora)
             from .slide_lora import attach_slide_lora
@@ -86,6 +86,19 @@ class TextHarmonyModel(nn.Module):
         """Attach a freshly initialised text-region head (``DetectorConfig``) to a model built without one."""
         self.cfg.detector = cfg
         self.detector = TextDetector(cfg).to(self.device) if cfg.enabled else None
+
+    def replace_decoder(self, cfg) -> None:
+        """A fresh image decoder of ``cfg`` (``DecoderConfig``) in place of this one (the writer stage on a
+        reader); the mapper and null context are rebuilt when the UNet's context width changes."""
+        dec = ImageDecoder.build(cfg, tokenizer=self.tokenizer).to(self.device)
+        old = self.decoder.cross_attention_dim
+        self.cfg.decoder, self.decoder = cfg, dec
+        if dec.cross_attention_dim != old or self.null_context.shape[0] != self.cfg.mapper.context_tokens:
+            d, n = self.llm.config.hidden_size, self.cfg.llm.num_image_queries
+            self.mapper = build_mapper(self.cfg.mapper, d, dec.cross_attention_dim, n).to(self.device)
+            self.null_context = nn.Parameter(torch.randn(self.cfg.mapper.context_tokens, dec.cross_attention_dim,
+                                                         device=self.device) * 0.02)
+        self.processor = ImageProcessor.from_config(self.cfg)
 
     def train(self, mode: bool = True) -> "TextHarmonyModel":
         """``nn.Module.train``, except that batch-norm layers with frozen parameters stay in eval mode: their
@@ -176,10 +189,14 @@ class TextHarmonyModel(nn.Module):
         loss_img = zero
         if batch.get("gen_target") is not None and batch["gen_target"].shape[0]:
             ctx = self.image_context(hidden, ids)
+            glyph = batch.get("gen_glyph")
             if self.training and self.cfg.decoder.cfg_drop > 0:
+                # the condition drop of classifier-free guidance: the null context and no glyphs together
                 drop = torch.rand(ctx.shape[0], device=ctx.device) < self.cfg.decoder.cfg_drop
                 ctx = torch.where(drop[:, None, None], self.null_context.to(ctx.dtype).expand_as(ctx), ctx)
-            loss_img = self.decoder.loss(batch["gen_target"], batch["gen_masked"], batch["gen_mask"], ctx)
+                if glyph is not None:
+                    glyph = glyph.masked_fill(drop[:, None].to(glyph.device), -1)
+            loss_img = self.decoder.loss(batch["gen_target"], batch["gen_masked"], batch["gen_mask"], ctx, glyph)
         loss_gate, metrics = zero, {}
         if self.slide is not None and batch.get("is_image_output") is not None:
             loss_gate, metrics = self.slide.routing_loss(batch["is_image_output"])

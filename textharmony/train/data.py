@@ -208,6 +208,12 @@ def build_dataloader(train_cfg, model, rank: int = 0, world_size: int = 1) -> Ba
         with preserve_rng():
             return LayoutStream(dcfg.batch_size, det.size, det.shrink, dcfg.seed, rank, world_size,
                                 zh=float(memory.get("zh", 0.4)), workers=int(memory.get("workers", 1)))
+    if source == "strips":
+        from ..data.wordstrips import WordStripStream
+        with preserve_rng():
+            return WordStripStream(_collator(model, dcfg), dcfg.batch_size, model.cfg.decoder.hw, dcfg.seed, rank,
+                                   world_size, zh=float(memory.get("zh", 0.2)), edit=float(memory.get("edit", 0.5)),
+                                   workers=int(memory.get("workers", 1)))
     if source == "pages":
         from ..data.layouts import PageQAStream
         with preserve_rng():

@@ -114,3 +114,69 @@ def heldout_page_qa(model, n: int = 100) -> dict:
         return res
     finally:
         model.train(was)
+
+
+@lru_cache(maxsize=4)
+def _strips(n: int, hw: tuple) -> dict:
+    from ..data.wordstrips import heldout_strips
+    return {"t2i": heldout_strips(n, hw, "en", edit=False, seed=1),
+            "edit_src": heldout_strips(n, hw, "en", edit=True, seed=2),
+            "edit_word": heldout_strips(n, hw, "en", edit=False, seed=3)}
+
+
+def write_heldout(model, n: int = 48, steps: int | None = None, batch_size: int = 16, engine=None) -> dict:
+    """Writes held-out words and judges them with the independent OCR engine (RapidOCR, recognise-only on the
+    known region): text-to-image of ``n`` unseen words (the whole strip), and ``n // 2`` edits (an unseen word
+    written into the text box of a held-out-font strip; the box read). Sentence accuracy = exact match."""
+    from PIL import Image
+
+    from ..data.tasks import PROMPTS
+    from ..metrics import generation_ocr_metrics
+    from ..model.generation import generate_image_batch
+    from ..ocr_engines import get_engine
+    engine = engine or get_engine("rapidocr")
+    hw = tuple(model.cfg.decoder.hw)
+    sets = _strips(n, hw)
+    words = [s["text"] for s in sets["t2i"]]
+    t2i_prompt = PROMPTS[("t2i", "en")][0]
+    from ..data.tasks import t2i_prompt_text
+    prompts = [t2i_prompt.format(caption=t2i_prompt_text("", [w], "en")) for w in words]
+    out, res = [], {}
+    for i in range(0, len(prompts), batch_size):
+        out += generate_image_batch(model, prompts[i:i + batch_size], steps=steps)
+    h, w = hw
+    whole = [[(0, 0), (w, 0), (w, h), (0, h)]]
+    m = generation_ocr_metrics(out, [[t] for t in words], [whole] * len(out), engine)
+    res["write/t2i_acc"], res["write/t2i_ned"] = m["sentence_accuracy"], m["ned"]
+    k = n // 2
+    srcs, new = sets["edit_src"][:k], [s["text"] for s in sets["edit_word"][:k]]
+    masks, boxes = [], []
+    for s in srcs:
+        mk = Image.new("L", s["image"].size, 0)
+        mk.paste(255, s["box"])
+        masks.append(mk)
+        x0, y0, x1, y1 = s["box"]
+        boxes.append([[(x0, y0), (x1, y0), (x1, y1), (x0, y1)]])
+    edit_prompt = PROMPTS[("edit", "en")][0]
+    edited = []
+    for i in range(0, k, batch_size):
+        sl = slice(i, i + batch_size)
+        edited += generate_image_batch(model, [edit_prompt.format(word=t) for t in new[sl]],
+                                       [[s["image"]] for s in srcs[sl]], masks[sl], steps=steps)
+    m = generation_ocr_metrics(edited, [[t] for t in new], boxes, engine)
+    res["write/edit_acc"], res["write/edit_ned"] = m["sentence_accuracy"], m["ned"]
+    res["write/images"] = out[:8] + edited[:8]
+    return res
+
+
+@torch.no_grad()
+def heldout_writing(model, n: int = 48) -> dict:
+    """:func:`write_heldout` in eval mode (training's probe), plus an example."""
+    was = model.training
+    model.eval()
+    try:
+        res = write_heldout(model, n)
+        res.pop("write/images", None)
+        return res
+    finally:
+        model.train(was)

@@ -68,6 +68,12 @@ def _apply_init_overrides(model, overrides: dict) -> None:
         if new.enabled:
             from ..model.slide_lora import attach_slide_lora
             attach_slide_lora(model, new)
+    dec = overrides.get("decoder") or {}
+    if dec.get("replace") is True:
+        from ..config import DecoderConfig
+        keys = {k: v for k, v in dec.items() if k != "replace"}
+        model.replace_decoder(from_dict(DecoderConfig, {**to_dict(model.cfg.decoder), **keys},
+                                        prefix="model.overrides.decoder."))
     det = overrides.get("detector")
     if det:
         from ..config import DetectorConfig
@@ -349,10 +355,12 @@ def train(cfg: TrainConfig, resume: str | None = None, stream=None, stop_after: 
 
             # ---- held-out reading accuracy (word crops of unseen words in unseen fonts)
             if cfg.log.eval_every and state.step % cfg.log.eval_every == 0 and main and not _sharded(acc):
-                from .heldout import heldout_detection, heldout_page_qa, heldout_reading
+                from .heldout import heldout_detection, heldout_page_qa, heldout_reading, heldout_writing
                 kind = getattr(stream, "kind", "")
                 with acc.autocast():
-                    if kind == "layouts":
+                    if kind == "strips":
+                        ev = heldout_writing(unwrapped, cfg.log.eval_words)
+                    elif kind == "layouts":
                         ev = heldout_detection(unwrapped, cfg.log.eval_words)
                     elif kind == "pages":
                         ev = {**heldout_page_qa(unwrapped, cfg.log.eval_words // 2),
