@@ -60,7 +60,7 @@ def check_batch(b, tok):
     ids = SpecialIds.from_tokenizer(tok)
     B, L = b["input_ids"].shape
     assert set(b) == {"input_ids", "attention_mask", "labels", "prompt_mask", "pixel_values", "gen_target",
-                      "gen_masked", "gen_mask", "gen_sample", "is_image_output", "task", "prompt_text"}
+                      "gen_masked", "gen_mask", "gen_sample", "gen_glyph", "is_image_output", "task", "prompt_text"}
     assert b["input_ids"].dtype == torch.long and b["labels"].shape == (B, L) and b["attention_mask"].shape == (B, L)
     assert b["prompt_mask"].dtype == torch.bool and b["is_image_output"].shape == (B,)
     assert len(b["task"]) == B and len(b["prompt_text"]) == B

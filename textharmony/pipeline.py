@@ -536,7 +536,7 @@ class TextHarmonyPipeline:
                  guidance: float | None = None, seed: int = 0, size: int | None = None, num_images: int = 1,
                  lang: str | None = None, sampler: str | None = None, progress=None) -> list[Image.Image]:
         """Text-to-image: an image showing ``text`` (the words to render), optionally described by
-        ``caption``. Same arguments -> identical images. ``size`` resizes the decoder's square output."""
+        ``caption``. Same arguments -> identical images. ``size`` resizes the output to that width (aspect kept)."""
         c = self.check_inputs("generate", text=text, caption=caption, lang=lang, steps=steps, guidance=guidance,
                               seed=seed, num_images=num_images, size=size)
         words, caption = c["words"], c["caption"]

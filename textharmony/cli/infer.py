@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = mk("generate", "Text-to-image: an image showing --text (and described by --caption).")
     p.add_argument("--text", default="", help="the text to render in the image")
     p.add_argument("--caption", default="", help="a description of the image")
-    p.add_argument("--size", type=int, help="output size in pixels (square; default: the model's resolution)")
+    p.add_argument("--size", type=int, help="output width in pixels, the model's aspect kept (default: its own size)")
     p.add_argument("--num-images", type=int, default=1)
     _diffusion(p, "output PNG path, or a directory (default outputs/infer/generate.png); several images: "
                   "NAME-0.png, NAME-1.png, ...")

@@ -60,15 +60,16 @@ class StripTexts:
 
 
 def _colours(rng: random.Random) -> tuple[list[int], list[int]]:
-    """(background, text) colours: any hues, dark text on a light ground three times in four, else light on
-    dark (a writer that is unsure of the text's colour draws speckles; its luminance is what OCR reads)."""
-    dark_text = rng.random() < 0.75
+    """(background, text) colours: any background; the text near-black on a light one, near-white on a dark
+    one -- a function of what an edit can see around its box, so a writer never has to guess the text's
+    colour (one that must draws speckles of every colour)."""
     while True:
         bg = [rng.randint(0, 255) for _ in range(3)]
-        fg = [rng.randint(0, 255) for _ in range(3)]
-        lb, lf = _lum(bg), _lum(fg)
-        if (lb - lf if dark_text else lf - lb) > 110:
-            return bg, fg
+        lb = _lum(bg)
+        if abs(lb - 128) > 40:
+            break
+    v = rng.randint(0, 40) if lb > 128 else rng.randint(215, 255)
+    return bg, [v, v, v]
 
 
 def draw_text_in_box(ink: Image.Image, text: str, font: str, box: tuple, advance=default_advance) -> None:
