@@ -106,9 +106,10 @@ def test_generate_writes_pngs(pipe, capsys, tmp_path):
     r = run_json(capsys, ["generate", "--text", "OPEN", "--caption", "a shop sign", "--steps", "1",
                           "--num-images", "2", "--size", "48", "--out", tmp_path / "gen"], pipe)
     assert r["images"] == [str(tmp_path / "gen" / f"generate-{i}.png") for i in range(2)]
-    assert all(png(p).size == (48, 48) for p in r["images"])
+    h, w = pipe.model.cfg.decoder.hw                               # --size is the width; the aspect is kept
+    assert all(png(p).size == (48, round(48 * h / w)) for p in r["images"])
     rc, out, _ = run(capsys, ["generate", "--text", "欢迎光临", "--steps", "1", "--out", tmp_path / "one.png"], pipe)
-    assert rc == 0 and out.strip() == str(tmp_path / "one.png") and png(tmp_path / "one.png").size == (64, 64)
+    assert rc == 0 and out.strip() == str(tmp_path / "one.png") and png(tmp_path / "one.png").size == (w, h)
 
 
 def test_same_seed_same_image(pipe, capsys, tmp_path):

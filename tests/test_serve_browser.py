@@ -215,7 +215,11 @@ def test_write_tab_generates_with_progress(page):
     set_slider(page, "write-steps", 25)
     page.click("#write-button")
     page.wait_for_selector("#write-image :text('denoising')")     # the progress bar while sampling
-    assert wait_image(page, "write-image") == (64, 64)
+    from textharmony.config import load_model_config
+    from textharmony.model.io import CONFIG_NAME
+    from textharmony.pipeline import EMBEDDED_MODEL
+    h, w = load_model_config(os.path.join(EMBEDDED_MODEL, CONFIG_NAME)).decoder.hw
+    assert wait_image(page, "write-image") == (w, h)
     save_shot(page, "write")
 
 

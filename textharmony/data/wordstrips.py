@@ -25,6 +25,19 @@ from .wordcrops import (RenderedStream, _lum, cased, chinese_words, english_word
 from ..charset import COMMON_ZH_CHARS
 
 
+# the writer's Latin fonts: plain sans and serif families of the training pool (the reader needs every style
+# to read; a writer needs one legible hand, and fewer shapes per letter learn faster)
+WRITER_FAMILIES = ("dejavusans", "dejavuserif", "liberationsans", "liberationserif", "roboto", "opensans", "lato",
+                   "freesans", "nimbussans", "carlito")
+
+
+def writer_fonts(families=WRITER_FAMILIES) -> dict:
+    """The training font pool restricted to ``families`` (Latin; every CJK family is kept)."""
+    fam = font_families("train")
+    latin = {k: v for k, v in fam["latin"].items() if k in set(families)}
+    return {"latin": latin or fam["latin"], "cjk": fam["cjk"]}
+
+
 class StripTexts:
     """Training (or held-out) texts for the writer. ``zh`` = share of Chinese."""
 
@@ -167,7 +180,7 @@ class WordStripStream(RenderedStream):
         super().__init__(seed, rank, world_size, workers, prefetch)
         self.collator, self.batch_size, self.hw = collator, batch_size, tuple(hw)
         self.texts = StripTexts(zh=zh)
-        self.fonts = font_families("train")
+        self.fonts = writer_fonts()
         self.edit, self.advance = float(edit), advance
 
     def batch(self, index: int) -> dict:
