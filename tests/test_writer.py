@@ -150,3 +150,22 @@ def test_a_new_decoder_on_a_saved_model(tmp_path):
     with pytest.raises(ConfigError, match="decoder.replace"):
         load_train_config("configs/train/tiny_unified.yaml",
                           over + ["model.overrides={decoder: {resolution: 32}}"])
+
+
+def test_grown_glyph_templates_start_as_the_embedding_and_vary_inside_a_cell(strip_model):
+    import copy
+    g = copy.deepcopy(strip_model.decoder.glyph)
+    ids = torch.tensor([[5, 6, 7]])
+    mask = torch.ones(1, 1, 16, 64)
+    before = g(ids, mask)
+    g.expand_cell((4, 3), noise=0.0)
+    assert g.embed.weight.shape == (g.advance.numel(), g.dim * 12)
+    assert torch.allclose(g(ids, mask), before, atol=1e-6)                   # the same map at first
+    with torch.no_grad():
+        g.embed.weight[6].view(g.dim, 4, 3)[:, 0] = 5.0                      # the top row of character 6 only
+    after = g(ids, mask)
+    rows = torch.nonzero(after[0, -1].sum(1)).flatten()
+    col = int(torch.nonzero(after[0, 0] != before[0, 0]).float()[:, 1].mean())
+    assert after[0, 0, rows[0], col] > after[0, 0, rows[-1], col]           # varies down the cell
+    with pytest.raises(ValueError, match="only 1 x 1"):
+        g.expand_cell((2, 2))

@@ -204,6 +204,7 @@ class DecoderConfig:
     resolution: int = 512                       # output width (and height unless ``height``)
     height: int = 0                             # 0: square; else output height (a word strip: 32 x 128)
     glyph_dim: int = 0                          # > 0: the glyph path (textharmony.model.glyph), embedding width
+    glyph_cell: list = field(default_factory=lambda: [1, 1])   # each character's learned template (rows, cols)
     edit_context: float = 0.0                   # 0: an edit repaints the whole image resized to the decoder;
                                                 # > 0: a window around the mask, its box this share of the height
     inpaint: bool = True                        # 9-channel UNet input (noisy, mask, masked image): diffusers order
@@ -218,6 +219,10 @@ class DecoderConfig:
         _check_range("decoder", self, {"resolution": 1, "default_steps": 1, "default_guidance": 0.0,
                                        "cfg_drop": 0.0, "lambda_img": 0.0, "min_snr_gamma": 0.0, "height": 0,
                                        "glyph_dim": 0, "edit_context": 0.0})
+        if (not isinstance(self.glyph_cell, list) or len(self.glyph_cell) != 2
+                or not all(isinstance(v, int) and v >= 1 for v in self.glyph_cell)):
+            raise ConfigError(f"config key 'decoder.glyph_cell' must be [rows, cols] of positive integers, got "
+                              f"{self.glyph_cell!r}")
         if self.edit_context > 1:
             raise ConfigError(f"config key 'decoder.edit_context' must be in [0, 1], got {self.edit_context!r}")
         if self.cfg_drop > 1:

@@ -3,6 +3,7 @@ input channels. The layout rule and the reasons are in :mod:`textharmony.glyph_l
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..glyph_layout import DEFAULT_ADVANCE, layout
@@ -20,13 +21,15 @@ def mask_box(mask: torch.Tensor) -> tuple[float, float, float, float]:
 
 
 class GlyphLayout(nn.Module):
-    """Character ids (G, L) (pad < 0) + masks (G, 1, H, W) -> glyph maps (G, dim + 3, H, W):
-    the character's embedding, x and y inside its cell in [-1, 1], and a 1 over the cell (0 elsewhere)."""
+    """Character ids (G, L) (pad < 0) + masks (G, 1, H, W) -> glyph maps (G, dim + 3, H, W): the character's
+    learned template (``dim`` channels of ``cell`` = (ch, cw) values, stretched bilinearly over its cell; a
+    1 x 1 template is one embedding per character), x and y inside its cell in [-1, 1], and a 1 over the cell
+    (0 elsewhere). The templates learn through the diffusion loss alone: nothing is rendered."""
 
-    def __init__(self, vocab_size: int, dim: int):
+    def __init__(self, vocab_size: int, dim: int, cell=(1, 1)):
         super().__init__()
-        self.dim = dim
-        self.embed = nn.Embedding(vocab_size, dim)
+        self.dim, self.cell = dim, (int(cell[0]), int(cell[1]))
+        self.embed = nn.Embedding(vocab_size, dim * self.cell[0] * self.cell[1])
         nn.init.normal_(self.embed.weight, std=1.0)
         self.register_buffer("advance", torch.full((vocab_size,), DEFAULT_ADVANCE))
 
@@ -40,12 +43,29 @@ class GlyphLayout(nn.Module):
                 if 0 <= i < self.advance.numel():
                     self.advance[i] = float(a)
 
+    def expand_cell(self, cell, noise: float = 0.1) -> None:
+        """Grow the templates to ``cell`` = (ch, cw), each value a copy of the current (1 x 1) template plus
+        a little noise: the map starts out as it was, then learns where in the cell each value goes."""
+        cell = (int(cell[0]), int(cell[1]))
+        if cell == self.cell:
+            return
+        if self.cell != (1, 1):
+            raise ValueError(f"glyph templates are {self.cell}; only 1 x 1 templates can be grown")
+        w = self.embed.weight.detach()
+        new = w[:, :, None].expand(-1, -1, cell[0] * cell[1]).clone()
+        new += noise * w.std() * torch.randn_like(new)
+        self.embed = nn.Embedding(w.shape[0], new.shape[1] * new.shape[2]).to(w.device)
+        with torch.no_grad():
+            self.embed.weight.copy_(new.reshape(w.shape[0], -1))
+        self.cell = cell
+
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         g, _, h, w = mask.shape
         dev, dt = self.embed.weight.device, self.embed.weight.dtype
         out = torch.zeros(g, self.channels, h, w, device=dev, dtype=dt)
         xs = torch.arange(w, device=dev, dtype=torch.float32) + 0.5
         ys = torch.arange(h, device=dev, dtype=torch.float32) + 0.5
+        ch, cw = self.cell
         for k in range(g):
             row = ids[k][ids[k] >= 0]
             if row.numel() == 0:
@@ -55,6 +75,7 @@ class GlyphLayout(nn.Module):
             inband = (ys >= ya) & (ys < yb)
             if not bool(inband.any()):
                 continue
+            rows = torch.nonzero(inband).flatten()
             v = ((ys - ya) / max(1e-3, yb - ya) * 2 - 1)[inband]                     # (h',)
             starts = torch.tensor([a for a, _ in spans], device=dev)
             ends = torch.tensor([b for _, b in spans], device=dev)
@@ -65,10 +86,19 @@ class GlyphLayout(nn.Module):
             cols = torch.nonzero(inside).flatten()
             jc = j[cols]
             u = (xs[cols] - starts[jc]) / (ends[jc] - starts[jc]).clamp(min=1e-3) * 2 - 1
-            e = self.embed(row[jc]).t().to(dt)                                        # (dim, w')
-            rows = torch.nonzero(inband).flatten()
-            blk = torch.cat([e, u[None].to(dt), torch.zeros_like(u)[None].to(dt), torch.ones_like(u)[None].to(dt)])
-            blk = blk[:, None, :].expand(-1, rows.numel(), -1).clone()               # (C, h', w')
+            tpl = self.embed(row).view(-1, self.dim, ch, cw)                           # (L, dim, ch, cw)
+            blk = torch.zeros(self.channels, rows.numel(), cols.numel(), device=dev, dtype=dt)
+            for c in torch.unique(jc).tolist():
+                sel = torch.nonzero(jc == c).flatten()
+                t = tpl[c]
+                if (ch, cw) == (1, 1):
+                    patch = t.reshape(self.dim, 1, 1).expand(-1, rows.numel(), sel.numel())
+                else:
+                    patch = F.interpolate(t[None], size=(rows.numel(), sel.numel()), mode="bilinear",
+                                          align_corners=False)[0]
+                blk[:self.dim, :, sel] = patch.to(dt)
+            blk[self.dim] = u.to(dt)[None, :]
             blk[self.dim + 1] = v.to(dt)[:, None]
+            blk[self.dim + 2] = 1
             out[k][:, rows[:, None], cols[None, :]] = blk
         return out

@@ -96,7 +96,7 @@ class ImageDecoder(nn.Module):
         if cfg.glyph_dim:
             if tokenizer is None:
                 raise ConfigError("'decoder.glyph_dim' needs the model's tokenizer")
-            glyph = GlyphLayout(len(tokenizer), cfg.glyph_dim)
+            glyph = GlyphLayout(len(tokenizer), cfg.glyph_dim, cfg.glyph_cell)
             glyph.set_advances({i: default_advance(t) for t, i in tokenizer.get_vocab().items() if len(t) == 1})
         return cls(unet, vae, scheduler, cfg, glyph)
 

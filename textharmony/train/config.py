@@ -40,6 +40,7 @@ SOURCES = ("webdataset", "memory", "words", "layouts", "pages", "strips")
 # ModelConfig keys that change the loss or a length limit, not the architecture: these may accompany
 # ``model.init_from``.
 SOFT_MODEL_KEYS = {("decoder", "cfg_drop"), ("decoder", "lambda_img"), ("decoder", "min_snr_gamma"),
+                   ("decoder", "glyph_cell"),
                    ("slide_lora", "lambda_gate"), ("llm", "max_length")}
 
 

@@ -57,6 +57,11 @@ def build_model(cfg: TrainConfig):
 def _apply_init_overrides(model, overrides: dict) -> None:
     for sec, sub in overrides.items():
         for k, v in sub.items():
+            if (sec, k) == ("decoder", "glyph_cell") and not sub.get("replace"):
+                if model.decoder.glyph is None:
+                    raise ConfigError("config key 'model.overrides.decoder.glyph_cell': the init_from model has no "
+                                      "glyph path")
+                model.decoder.glyph.expand_cell(v)       # grown templates: the map starts out as it was
             if (sec, k) in SOFT_MODEL_KEYS:
                 setattr(getattr(model.cfg, sec), k, v)
     sl = overrides.get("slide_lora")
