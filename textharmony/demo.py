@@ -67,7 +67,8 @@ def write_words(pipe, out: str, steps: int, found=None) -> None:
         img = pipe.generate(text=WRITE_WORDS[0], steps=steps, seed=0)[0]
         img.save(os.path.join(out, "generated.png"))
         print(f"GEN   : {os.path.join(out, 'generated.png')} {img.size[0]}x{img.size[1]}, {steps} steps "
-              f"({time.time() - t2:.2f} s; this model has no writer)")
+              f"({time.time() - t2:.2f} s; this decoder is untrained: the writer stage, configs/train/writer.yaml, "
+              f"does not write legibly yet)")
         return
     right = 0
     for i, word in enumerate(WRITE_WORDS):
