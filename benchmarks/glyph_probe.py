@@ -30,13 +30,12 @@ def states(model, words: list[str], batch: int = 64):
     """(query states (G, N*D), mapper context (G, T*d)) of the t2i prompts of ``words``."""
     import torch
 
-    from textharmony.data.tasks import PROMPTS, t2i_prompt_text
+    from textharmony.data.tasks import t2i_prompt, t2i_prompt_text
     from textharmony.model.generation import _batch, prompt_turns
-    tpl = PROMPTS[("t2i", "en")][0]
     qs, cs = [], []
     with torch.no_grad():
         for i in range(0, len(words), batch):
-            reqs = [(prompt_turns(tpl.format(caption=t2i_prompt_text("", [w], "en")), 0, image_output=True), [])
+            reqs = [(prompt_turns(t2i_prompt(t2i_prompt_text("", [w], "en")), 0, image_output=True), [])
                     for w in words[i:i + batch]]
             b = _batch(model, reqs, False, "right")
             emb = model.embed(b["input_ids"], b["pixel_values"])

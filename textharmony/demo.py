@@ -156,7 +156,7 @@ def main(argv=None) -> int:
         print(f"SPOT  : {' | '.join(w['text'] for w in spotted)}  (page: {' | '.join(DEMO_PAGE)}; words and boxes "
               f"drawn in {path}; {time.time() - t3:.2f} s)")
 
-    write_words(pipe, args.out, args.steps, found if pipe.model.detector is not None else None)
+    write_words(pipe, args.out, args.steps, found)
     print(f"total : {time.time() - t0:.1f} s")
     return 0
 

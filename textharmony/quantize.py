@@ -38,14 +38,11 @@ Every failure is an :class:`~textharmony.io_utils.InputError` with one line nami
 from __future__ import annotations
 
 import contextlib
-import copy
 import importlib.util
 import json
 import logging
 import os
-import shutil
 import sys
-import tempfile
 
 import torch
 from torch import nn
@@ -331,8 +328,7 @@ def save_quantized(model, directory: str) -> None:
     sibling and renamed into place; an existing directory is replaced only if it is a TextHarmony model."""
     from safetensors.torch import save_file
 
-    from .config import to_dict
-    from .model.io import CONFIG_NAME, WEIGHTS_NAME, _own_state, replace_dir
+    from .model.io import CONFIG_NAME, WEIGHTS_NAME, _own_state, staged_dir, write_config
     method = method_of(model)
     if method not in SAVABLE:
         why = ("the model is not quantized: use model.save_pretrained" if method == "none" else
@@ -350,16 +346,7 @@ def save_quantized(model, directory: str) -> None:
             os.listdir(directory) and not os.path.isfile(os.path.join(directory, CONFIG_NAME)))):
         raise InputError(f"save_quantized: '{directory}' exists and is not a TextHarmony model directory; choose "
                          f"another directory or remove it first")
-    parent = os.path.dirname(directory)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
-    try:
-        cfg = copy.deepcopy(model.cfg)
-        cfg.vision.pretrained, cfg.vision.arch = "vision", {}
-        cfg.llm.pretrained, cfg.llm.tokenizer, cfg.llm.arch = "llm", None, {}
-        d = cfg.decoder
-        d.unet, d.unet_arch, d.scheduler = "unet", {}, "scheduler"
-        d.vae, d.vae_arch = ("vae" if model.decoder.vae is not None else None), {}
+    with staged_dir(directory) as tmp:
         model.vision.model.config.save_pretrained(os.path.join(tmp, "vision"))
         model.llm.config.save_pretrained(os.path.join(tmp, "llm"))
         if getattr(model.llm, "generation_config", None) is not None:
@@ -371,13 +358,7 @@ def save_quantized(model, directory: str) -> None:
         meta = {**meta, "textharmony_quantize": method, "textharmony_dtype": str(model.dtype).replace("torch.", ""),
                 "textharmony_info": json.dumps(model.quantization)}
         save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(tmp, QUANTIZED_NAME), metadata=meta)
-        import yaml
-        with open(os.path.join(tmp, CONFIG_NAME), "w", encoding="utf-8") as f:
-            yaml.safe_dump(to_dict(cfg), f, sort_keys=False, allow_unicode=True)
-        replace_dir(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_config(model, tmp)
 
 
 def load_quantized(directory: str, dtype: torch.dtype | None = None):

@@ -85,10 +85,10 @@ def _colours(rng: random.Random) -> tuple[list[int], list[int]]:
     return bg, [v, v, v]
 
 
-def draw_text_in_box(ink: Image.Image, text: str, font: str, box: tuple, advance=default_advance) -> None:
+def draw_text_in_box(ink: Image.Image, text: str, font: str, box: tuple) -> None:
     """Draw ``text`` into the ``L``-mode ``ink`` canvas by the layout rule: em size and horizontal extent
     from the advance table, the rendered ink scaled to that extent (so every text fills its span exactly)."""
-    s, spans, (ya, yb) = layout([advance(c) for c in text], box)
+    s, spans, (ya, yb) = layout([default_advance(c) for c in text], box)
     size = max(4, int(round(s)))
     f = load_font(font, size)
     l, t, r, b = f.getbbox(text)
@@ -105,13 +105,13 @@ def draw_text_in_box(ink: Image.Image, text: str, font: str, box: tuple, advance
 
 
 def render_strip(text: str, font: str, rng: random.Random, hw: tuple[int, int], edit: bool = False,
-                 context: str = "", context_font: str = "", advance=default_advance):
+                 context: str = "", context_font: str = ""):
     """-> (RGB strip, box (x0, y0, x1, y1) of the text). ``edit``: the text in a random sub-box, ``context``
     text (if any) in the space beside it."""
     H, W = hw
     if edit:
         bh = rng.uniform(0.6, 1.0) * H
-        natural = EM_HEIGHT * bh * sum(advance(c) for c in text) / WIDTH_FILL   # box width at full height
+        natural = EM_HEIGHT * bh * sum(default_advance(c) for c in text) / WIDTH_FILL   # box width at full height
         bw = min(W, max(bh * 1.2, natural * rng.uniform(0.9, 1.5)))
         x0, y0 = rng.uniform(0, W - bw), rng.uniform(0, H - bh)
         box = (int(x0), int(y0), int(x0 + bw), int(y0 + bh))
@@ -119,13 +119,13 @@ def render_strip(text: str, font: str, rng: random.Random, hw: tuple[int, int], 
         box = (0, 0, W, H)
     bg, fg = _colours(rng)
     ink = Image.new("L", (W, H), 0)
-    draw_text_in_box(ink, text, font, box, advance)
+    draw_text_in_box(ink, text, font, box)
     if edit and context:
         left, right = box[0], W - box[2]
         side = (0, box[0]) if left >= right else (box[2], W)
         if side[1] - side[0] >= 12:
             cbox = (side[0] + 1, box[1], side[1] - 1, box[3])
-            draw_text_in_box(ink, context, context_font or font, cbox, advance)
+            draw_text_in_box(ink, context, context_font or font, cbox)
     m = np.asarray(ink, np.float32)[..., None] / 255.0
     base = np.broadcast_to(np.array(bg, np.float32), (H, W, 3)).copy()
     if rng.random() < 0.3:
@@ -134,8 +134,7 @@ def render_strip(text: str, font: str, rng: random.Random, hw: tuple[int, int], 
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)), box
 
 
-def strip_sample(rng: random.Random, texts: StripTexts, fonts: dict, hw: tuple[int, int], edit: bool,
-                 advance=default_advance) -> dict:
+def strip_sample(rng: random.Random, texts: StripTexts, fonts: dict, hw: tuple[int, int], edit: bool) -> dict:
     """One writer sample: ``image`` (RGB strip), ``text``, ``lang``, ``box`` (the mask's box; t2i: canvas)."""
     text, lang = texts(rng)
     font = pick_font(text, lang, fonts, rng)
@@ -144,7 +143,7 @@ def strip_sample(rng: random.Random, texts: StripTexts, fonts: dict, hw: tuple[i
         ctx, clang = texts(rng)
         ctx_font = pick_font(ctx, clang, fonts, rng)
     img, box = render_strip(text, font, rng, hw, edit=edit, context=ctx,
-                            context_font=ctx_font if ctx else "", advance=advance)
+                            context_font=ctx_font if ctx else "")
     return {"image": img, "text": text, "lang": lang, "box": box, "font": font}
 
 
@@ -175,13 +174,12 @@ class WordStripStream(RenderedStream):
     kind = "strips"
 
     def __init__(self, collator, batch_size: int, hw: tuple[int, int], seed: int = 0, rank: int = 0,
-                 world_size: int = 1, zh: float = 0.2, edit: float = 0.5, workers: int = 1, prefetch: int = 4,
-                 advance=default_advance):
+                 world_size: int = 1, zh: float = 0.2, edit: float = 0.5, workers: int = 1, prefetch: int = 4):
         super().__init__(seed, rank, world_size, workers, prefetch)
         self.collator, self.batch_size, self.hw = collator, batch_size, tuple(hw)
         self.texts = StripTexts(zh=zh)
         self.fonts = writer_fonts()
-        self.edit, self.advance = float(edit), advance
+        self.edit = float(edit)
 
     def batch(self, index: int) -> dict:
         return self.collator(self.samples(index))
@@ -191,7 +189,7 @@ class WordStripStream(RenderedStream):
         out = []
         for _ in range(self.batch_size):
             edit = rng.random() < self.edit
-            s = strip_sample(rng, self.texts, self.fonts, self.hw, edit, self.advance)
+            s = strip_sample(rng, self.texts, self.fonts, self.hw, edit)
             out.append(strip_record(s, edit, rng, "mixed"))
         return out
 

@@ -104,10 +104,11 @@ def to_device(model, b: dict) -> dict:
 
 
 def _batch(model, requests: list[tuple[list, list[Image.Image]]], generation_prompt: bool,
-           padding_side: str) -> dict:
+           padding_side: str, col: Collator | None = None) -> dict:
     """(turns, ViT images) per request -> the collator's batch on the model's device. A prompt longer than
-    ``llm.max_length`` is a ValueError (the wrappers' check; the pipeline checks its own encoding)."""
-    col = Collator.for_model(model, padding_side=padding_side)
+    ``llm.max_length`` is a ValueError (the wrappers' check; the pipeline checks its own encoding). ``col``:
+    the model's collator with this ``padding_side``, when the caller holds one."""
+    col = col or Collator.for_model(model, padding_side=padding_side)
     items = []
     for turns, images in requests:
         enc = col.tokens(turns, generation_prompt)
@@ -228,8 +229,9 @@ def generate_image_batch(model, prompts: list, images_list: list | None = None, 
         reqs.append((turns, vit_images))
         conds.append((masked, m))
         turns_all.append(turns)
-    b = _batch(model, reqs, False, "right")                                   # (B, L)
-    glyph = Collator.for_model(model).glyph_ids([t[0]["content"] for t in turns_all])  # (B, Lg)
+    col = Collator.for_model(model, padding_side="right")
+    b = _batch(model, reqs, False, "right", col)                              # (B, L)
+    glyph = col.glyph_ids([t[0]["content"] for t in turns_all])              # (B, Lg)
     pils = generate_image_ids(model, b["input_ids"], b["attention_mask"], b["prompt_mask"], b["pixel_values"],
                               torch.cat([c[0] for c in conds]), torch.cat([c[1] for c in conds]),
                               images=[im for _, ims in reqs for im in ims],

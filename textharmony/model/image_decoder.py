@@ -215,7 +215,9 @@ class ImageDecoder(nn.Module):
         if use_cfg:
             ctx = torch.cat([ctx, null_context.to(dtype).unsqueeze(0).expand(g, -1, -1)])
             if cond is not None:
-                null = self._cond_input(masked, mask, None).to(dtype) if self.glyph is not None else cond
+                null = cond.clone()
+                if self.glyph is not None:          # no characters: an empty glyph map (its last channels)
+                    null[:, cond.shape[1] - self.glyph.channels:] = 0
                 cond = torch.cat([cond, null])
         for t in (progress(sched.timesteps) if progress else sched.timesteps):
             xin = torch.cat([x, x]) if use_cfg else x

@@ -59,16 +59,7 @@ def save_model(model, directory: str) -> None:
             raise FileExistsError(f"save_pretrained: '{directory}' exists and is not a TextHarmony model directory "
                                   f"(no {CONFIG_NAME}); refusing to replace it: choose another directory or "
                                   f"move its contents away first")
-    parent = os.path.dirname(directory)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
-    try:
-        cfg: ModelConfig = copy.deepcopy(model.cfg)
-        cfg.vision.pretrained, cfg.vision.arch = "vision", {}
-        cfg.llm.pretrained, cfg.llm.tokenizer, cfg.llm.arch = "llm", None, {}
-        d = cfg.decoder
-        d.unet, d.unet_arch, d.scheduler = "unet", {}, "scheduler"
-        d.vae, d.vae_arch = ("vae" if model.decoder.vae is not None else None), {}
+    with staged_dir(directory) as tmp:
         vstate = model.slide.vision_base_state_dict() if model.slide is not None else None
         model.vision.model.save_pretrained(os.path.join(tmp, "vision"), state_dict=vstate)
         state = model.slide.base_state_dict() if model.slide is not None else None
@@ -78,12 +69,35 @@ def save_model(model, directory: str) -> None:
         save_file(_own_state(model), os.path.join(tmp, WEIGHTS_NAME))
         if model.slide is not None:
             model.slide.save(os.path.join(tmp, "slide_lora"))
-        with open(os.path.join(tmp, CONFIG_NAME), "w", encoding="utf-8") as f:
-            yaml.safe_dump(to_dict(cfg), f, sort_keys=False, allow_unicode=True)
+        write_config(model, tmp)
+
+
+@contextlib.contextmanager
+def staged_dir(directory: str):
+    """A fresh sibling directory of ``directory`` to write an export into; on success it replaces
+    ``directory`` (:func:`replace_dir`), on any error it is removed and ``directory`` is left as it was."""
+    parent = os.path.dirname(directory)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
+    try:
+        yield tmp
         replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def write_config(model, directory: str) -> None:
+    """``model``'s config as saved: every part pointing at its subfolder of ``directory`` (no hub ids, no
+    architectures: they are in the parts' own configs)."""
+    cfg: ModelConfig = copy.deepcopy(model.cfg)
+    cfg.vision.pretrained, cfg.vision.arch = "vision", {}
+    cfg.llm.pretrained, cfg.llm.tokenizer, cfg.llm.arch = "llm", None, {}
+    d = cfg.decoder
+    d.unet, d.unet_arch, d.scheduler = "unet", {}, "scheduler"
+    d.vae, d.vae_arch = ("vae" if model.decoder.vae is not None else None), {}
+    with open(os.path.join(directory, CONFIG_NAME), "w", encoding="utf-8") as f:
+        yaml.safe_dump(to_dict(cfg), f, sort_keys=False, allow_unicode=True)
 
 
 def replace_dir(tmp: str, directory: str) -> None:

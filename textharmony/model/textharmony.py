@@ -93,7 +93,7 @@ class TextHarmonyModel(nn.Module):
         dec = ImageDecoder.build(cfg, tokenizer=self.tokenizer).to(self.device)
         old = self.decoder.cross_attention_dim
         self.cfg.decoder, self.decoder = cfg, dec
-        if dec.cross_attention_dim != old or self.null_context.shape[0] != self.cfg.mapper.context_tokens:
+        if dec.cross_attention_dim != old:
             d, n = self.llm.config.hidden_size, self.cfg.llm.num_image_queries
             self.mapper = build_mapper(self.cfg.mapper, d, dec.cross_attention_dim, n).to(self.device)
             self.null_context = nn.Parameter(torch.randn(self.cfg.mapper.context_tokens, dec.cross_attention_dim,

@@ -147,7 +147,8 @@ class TrainDataConfig(DataConfig):
     ``source``: ``webdataset`` (the shards in ``datasets``), or a source rendered on the fly with its options in
     the section of its name: ``memory: {num_samples, seed, tasks}`` (a small in-memory set), ``words: {zh, workers,
     prompt_lang}`` (word crops), ``layouts: {zh, workers}`` (detector pages), ``pages: {zh, vqa, page, workers}``
-    (page questions), ``strips: {zh, edit, workers}`` (the writer's word strips). Validated at load; the image / length settings are resolved once, against the model's
+    (page questions), ``strips: {zh, edit, workers}`` (the writer's word strips).
+    Validated at load; the image / length settings are resolved once, against the model's
     config, by the training data factory (:func:`textharmony.train.data.build_dataloader`)."""
     key_prefix = "data."
     source: str = "webdataset"

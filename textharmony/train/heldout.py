@@ -14,7 +14,23 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import functools
+
 import torch
+
+
+def _probe(fn):
+    """A held-out probe: runs without gradients in eval mode, and gives the model back in the mode it was in."""
+    @functools.wraps(fn)
+    def run(model, *args, **kw):
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                return fn(model, *args, **kw)
+        finally:
+            model.train(was)
+    return run
 
 
 @lru_cache(maxsize=4)
@@ -33,26 +49,21 @@ def read_crops(model, images, prompt: str, batch_size: int = 100, max_new_tokens
     return out
 
 
-@torch.no_grad()
+@_probe
 def heldout_reading(model, n: int = 100) -> dict:
     from ..data.tasks import PROMPTS
     from ..metrics.recognition import cer, word_accuracy
-    was = model.training
-    model.eval()
-    try:
-        res = {}
-        for name, items in _sets(n).items():
-            lang = "zh" if name.startswith("zh") else "en"
-            preds = read_crops(model, [im for im, _ in items], PROMPTS[("recognize", lang)][0])
-            refs = [t for _, t in items]
-            res[f"{name}/acc"] = word_accuracy(preds, refs)
-            if lang == "en":
-                res[f"{name}/acc_ci"] = word_accuracy(preds, refs, case_sensitive=False)
-            res[f"{name}/cer"] = cer(preds, refs)
-            res[f"{name}/example"] = f"{refs[0]!r}->{preds[0]!r}"
-        return res
-    finally:
-        model.train(was)
+    res = {}
+    for name, items in _sets(n).items():
+        lang = "zh" if name.startswith("zh") else "en"
+        preds = read_crops(model, [im for im, _ in items], PROMPTS[("recognize", lang)][0])
+        refs = [t for _, t in items]
+        res[f"{name}/acc"] = word_accuracy(preds, refs)
+        if lang == "en":
+            res[f"{name}/acc_ci"] = word_accuracy(preds, refs, case_sensitive=False)
+        res[f"{name}/cer"] = cer(preds, refs)
+        res[f"{name}/example"] = f"{refs[0]!r}->{preds[0]!r}"
+    return res
 
 
 @lru_cache(maxsize=2)
@@ -61,20 +72,15 @@ def _pages(n: int, size: int) -> list:
     return heldout_layouts(n, size)
 
 
-@torch.no_grad()
+@_probe
 def heldout_detection(model, n: int = 100) -> dict:
     from ..metrics import detection_metrics
     from ..model.detector import detect_words
-    was = model.training
-    model.eval()
-    try:
-        pages = _pages(n, model.detector.cfg.size)
-        preds = detect_words(model.detector, [p.image for p in pages], batch_size=25)
-        m = detection_metrics([[d["polygon"] for d in ds] for ds in preds],
-                              [[w["polygon"] for w in p.words] for p in pages])
-        return {"det/precision": m["precision"], "det/recall": m["recall"], "det/hmean": m["hmean"]}
-    finally:
-        model.train(was)
+    pages = _pages(n, model.detector.cfg.size)
+    preds = detect_words(model.detector, [p.image for p in pages], batch_size=25)
+    m = detection_metrics([[d["polygon"] for d in ds] for ds in preds],
+                          [[w["polygon"] for w in p.words] for p in pages])
+    return {"det/precision": m["precision"], "det/recall": m["recall"], "det/hmean": m["hmean"]}
 
 
 def _kind(question: str) -> str:
@@ -83,37 +89,32 @@ def _kind(question: str) -> str:
             else "bottom" if ("bottom" in q or "下面" in q) else "colour")
 
 
-@torch.no_grad()
+@_probe
 def heldout_page_qa(model, n: int = 100) -> dict:
     from ..data.boxes import reading_order
     from ..data.kernels import rectify
     from ..data.layouts import page_prompt
     from ..model.generation import generate_texts
-    was = model.training
-    model.eval()
-    try:
-        ims, prompts, refs, kinds = [], [], [], []
-        for p in _pages(n, 256):
-            lines = reading_order([dict(w) for w in p.words])
-            crops = [rectify(p.image, w["polygon"], model.cfg.vision.image_height or 32) for ln in lines for w in ln]
-            for qa in p.vqa:
-                ims.append(crops)
-                prompts.append(page_prompt([len(ln) for ln in lines]) + "\n" + qa["question"])
-                refs.append(qa["answer"])
-                kinds.append(_kind(qa["question"]))
-        preds = []
-        for i in range(0, len(prompts), 16):
-            preds += generate_texts(model, ims[i:i + 16], prompts[i:i + 16], max_new_tokens=48)
-        ok = [a.strip() == b for a, b in zip(preds, refs)]
-        res = {"pageqa/acc": sum(ok) / max(len(ok), 1)}
-        for k in ("count", "top", "bottom", "colour"):
-            sel = [o for o, kk in zip(ok, kinds) if kk == k]
-            if sel:
-                res[f"pageqa/{k}"] = sum(sel) / len(sel)
-        res["pageqa/example"] = f"{refs[0]!r}->{preds[0]!r}"
-        return res
-    finally:
-        model.train(was)
+    ims, prompts, refs, kinds = [], [], [], []
+    for p in _pages(n, 256):
+        lines = reading_order([dict(w) for w in p.words])
+        crops = [rectify(p.image, w["polygon"], model.cfg.vision.image_height or 32) for ln in lines for w in ln]
+        for qa in p.vqa:
+            ims.append(crops)
+            prompts.append(page_prompt([len(ln) for ln in lines]) + "\n" + qa["question"])
+            refs.append(qa["answer"])
+            kinds.append(_kind(qa["question"]))
+    preds = []
+    for i in range(0, len(prompts), 16):
+        preds += generate_texts(model, ims[i:i + 16], prompts[i:i + 16], max_new_tokens=48)
+    ok = [a.strip() == b for a, b in zip(preds, refs)]
+    res = {"pageqa/acc": sum(ok) / max(len(ok), 1)}
+    for k in ("count", "top", "bottom", "colour"):
+        sel = [o for o, kk in zip(ok, kinds) if kk == k]
+        if sel:
+            res[f"pageqa/{k}"] = sum(sel) / len(sel)
+    res["pageqa/example"] = f"{refs[0]!r}->{preds[0]!r}"
+    return res
 
 
 @lru_cache(maxsize=4)
@@ -130,7 +131,7 @@ def write_heldout(model, n: int = 48, steps: int | None = None, batch_size: int 
     written into the text box of a held-out-font strip; the box read). Sentence accuracy = exact match."""
     from PIL import Image
 
-    from ..data.tasks import PROMPTS
+    from ..data.tasks import edit_prompt, t2i_prompt, t2i_prompt_text
     from ..metrics import generation_ocr_metrics
     from ..model.generation import generate_image_batch
     from ..ocr_engines import get_engine
@@ -138,9 +139,7 @@ def write_heldout(model, n: int = 48, steps: int | None = None, batch_size: int 
     hw = tuple(model.cfg.decoder.hw)
     sets = _strips(n, hw)
     words = [s["text"] for s in sets["t2i"]]
-    t2i_prompt = PROMPTS[("t2i", "en")][0]
-    from ..data.tasks import t2i_prompt_text
-    prompts = [t2i_prompt.format(caption=t2i_prompt_text("", [w], "en")) for w in words]
+    prompts = [t2i_prompt(t2i_prompt_text("", [w], "en")) for w in words]
     out, res = [], {}
     for i in range(0, len(prompts), batch_size):
         out += generate_image_batch(model, prompts[i:i + batch_size], steps=steps)
@@ -157,26 +156,17 @@ def write_heldout(model, n: int = 48, steps: int | None = None, batch_size: int 
         masks.append(mk)
         x0, y0, x1, y1 = s["box"]
         boxes.append([[(x0, y0), (x1, y0), (x1, y1), (x0, y1)]])
-    edit_prompt = PROMPTS[("edit", "en")][0]
     edited = []
     for i in range(0, k, batch_size):
         sl = slice(i, i + batch_size)
-        edited += generate_image_batch(model, [edit_prompt.format(word=t) for t in new[sl]],
+        edited += generate_image_batch(model, [edit_prompt(t) for t in new[sl]],
                                        [[s["image"]] for s in srcs[sl]], masks[sl], steps=steps)
     m = generation_ocr_metrics(edited, [[t] for t in new], boxes, engine)
     res["write/edit_acc"], res["write/edit_ned"] = m["sentence_accuracy"], m["ned"]
-    res["write/images"] = out[:8] + edited[:8]
     return res
 
 
-@torch.no_grad()
+@_probe
 def heldout_writing(model, n: int = 48) -> dict:
-    """:func:`write_heldout` in eval mode (training's probe), plus an example."""
-    was = model.training
-    model.eval()
-    try:
-        res = write_heldout(model, n)
-        res.pop("write/images", None)
-        return res
-    finally:
-        model.train(was)
+    """:func:`write_heldout` as training's probe (eval mode, no gradients)."""
+    return write_heldout(model, n)
