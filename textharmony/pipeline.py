@@ -329,15 +329,9 @@ class TextHarmonyPipeline:
 
     def _generate_images(self, prompt: str, images: list[Image.Image] = (), mask: Image.Image | None = None,
                          size: int | None = None, **kw) -> list[Image.Image]:
-        from .images import t2i_condition
         from .model import generation as g
         images = list(images)
-        if mask is not None:
-            vit, masked, m = g.edit_condition(self.model, images[0], mask)
-            vit_images = [vit]
-        else:
-            vit_images = images
-            masked, m = (x[None] for x in t2i_condition(self.model.cfg.decoder.hw))
+        vit_images, masked, m = g.image_condition(self.model, images, mask)
         col, turns, _, enc = self._encode([(vit_images, prompt)], image_output=True)[0]
         b = g.to_device(self.model, col.collate([enc]))
         pils = g.generate_image_ids(self.model, b["input_ids"], b["attention_mask"], b["prompt_mask"],

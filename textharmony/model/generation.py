@@ -73,6 +73,16 @@ def edit_condition(model, image: Image.Image, mask: Image.Image) -> tuple[Image.
     return masked_vit_image(src, mask), masked_target(proc.decoder(src), m)[None], m[None]
 
 
+def image_condition(model, images: list[Image.Image], mask: Image.Image | None):
+    """One image request's inputs: (the ViT's images, decoder masked input (1, 3, R, R), mask (1, 1, R, R)) --
+    an edit's (:func:`edit_condition`, the one image masked) or text-to-image's empty condition."""
+    if mask is not None:
+        vit, masked, m = edit_condition(model, images[0], mask)
+        return [vit], masked, m
+    masked, m = (x[None] for x in t2i_condition(model.cfg.decoder.hw))        # zeros, ones (1, C, R, R)
+    return list(images), masked, m
+
+
 def finish_images(model, pils: list[Image.Image], image: Image.Image | None = None, mask: Image.Image | None = None,
                   size: int | None = None) -> list[Image.Image]:
     """Decoder outputs -> results: an edit is composited into ``image`` inside ``mask`` only (its window, or the
@@ -219,12 +229,7 @@ def generate_image_batch(model, prompts: list, images_list: list | None = None, 
     masks = list(masks or [None] * len(prompts))
     reqs, conds, turns_all = [], [], []
     for prompt, images, mask in zip(prompts, images_list, masks):
-        if mask is not None:
-            vit, masked, m = edit_condition(model, images[0], mask)
-            vit_images = [vit]
-        else:
-            vit_images = images
-            masked, m = (x[None] for x in t2i_condition(model.cfg.decoder.hw))   # zeros, ones (1, C, R, R)
+        vit_images, masked, m = image_condition(model, images, mask)
         turns = prompt_turns(prompt, len(vit_images), image_output=True)
         reqs.append((turns, vit_images))
         conds.append((masked, m))
