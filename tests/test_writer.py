@@ -169,3 +169,81 @@ def test_grown_glyph_templates_start_as_the_embedding_and_vary_inside_a_cell(str
     assert after[0, 0, rows[0], col] > after[0, 0, rows[-1], col]           # varies down the cell
     with pytest.raises(ValueError, match="only 1 x 1"):
         g.expand_cell((2, 2))
+
+
+FONT_STRIP = ("decoder.height=16", "decoder.resolution=64", "decoder.unet_arch.sample_size=[16,64]",
+              "decoder.glyph_font=wqy-zenhei", "decoder.unet_arch.in_channels=9", "decoder.edit_context=0.8")
+
+
+@pytest.fixture(scope="module")
+def font_model():
+    return tiny_model(*FONT_STRIP)
+
+
+def test_font_glyph_map_is_the_text_drawn_in_the_box(font_model):
+    from textharmony.glyph_layout import char_ids, find_font, glyph_image
+    g = font_model.decoder.glyph
+    tok = font_model.tokenizer
+    ids = torch.full((3, 8), -1)
+    for k, t in enumerate(("cat", "ab c")):
+        row = char_ids(tok, t)
+        ids[k, :len(row)] = torch.tensor(row)
+    mask = torch.zeros(3, 1, 16, 64)
+    mask[0] = 1                                                              # text-to-image: the canvas
+    mask[1, :, 2:14, 20:50] = 1                                              # an edit's box
+    mask[2, :, 2:14, 20:50] = 1
+    m = g(ids, mask)
+    assert m.shape == (3, 2, 16, 64)
+    font = find_font("wqy-zenhei")
+    assert np.allclose(m[0, 0].numpy(), glyph_image("cat", (0.0, 0.0, 64.0, 16.0), (16, 64), font))
+    assert np.allclose(m[1, 0].numpy(), glyph_image("ab c", (20.0, 2.0, 50.0, 14.0), (16, 64), font))
+    assert m[0, 0].sum() > 5 and m[0, 1].min() == 1                          # ink; the box is the canvas
+    ink = torch.nonzero(m[1, 0] > 0, as_tuple=True)
+    assert ink[1].min() >= 20 and ink[1].max() < 50 and ink[0].min() >= 2 and ink[0].max() < 14
+    assert m[1, 1].sum() == 12 * 30 and m[1, 1, 2:14, 20:50].min() == 1
+    assert m[2].abs().sum() == 0                                             # no characters: the null condition
+    assert not list(g.parameters())                                          # nothing learned, nothing saved
+
+
+def test_the_training_strip_and_the_font_glyph_map_line_up():
+    """A strip drawn in the reference font itself: its ink is the glyph map (the renderer and the glyph path
+    share the layout rule and the drawing function)."""
+    from textharmony.data.wordstrips import render_strip
+    from textharmony.glyph_layout import find_font, glyph_image
+    font = find_font("wqy-zenhei")
+    for text in ("harbor", "大米"):
+        img, box = render_strip(text, font, random.Random(1), (32, 128))
+        a = np.asarray(img.convert("L"), dtype=np.float32)
+        ink = np.abs(a - np.median(a[:, :2])) / 255
+        g = glyph_image(text, tuple(float(v) for v in box), (32, 128), font)
+        inter = np.minimum(ink > 0.3, g > 0.3).sum()
+        union = np.maximum(ink > 0.3, g > 0.3).sum()
+        assert inter / union > 0.8, text
+
+
+def test_font_glyph_decoder_trains_saves_loads_and_generates(font_model, tmp_path):
+    from textharmony.data.collate import Collator
+    from textharmony.data.wordstrips import WordStripStream
+    from textharmony.model.textharmony import TextHarmonyModel
+    from textharmony.pipeline import TextHarmonyPipeline
+    m = font_model
+    b = WordStripStream(Collator.for_model(m), 4, m.cfg.decoder.hw, seed=0, workers=0).batch(0)
+    m.train()
+    out = m(b)
+    assert torch.isfinite(out.loss_img) and out.loss_img > 0
+    m.eval()
+    m.save_pretrained(str(tmp_path / "m"))
+    back = TextHarmonyModel.from_pretrained(str(tmp_path / "m"))
+    assert back.cfg.decoder.glyph_font == "wqy-zenhei" and back.decoder.glyph.channels == 2
+    pipe = TextHarmonyPipeline(back)
+    a = pipe.generate("cat", steps=2, seed=1)[0]
+    c = pipe.generate("dog", steps=2, seed=1)[0]
+    assert a.size == (64, 16) and np.asarray(a).tolist() != np.asarray(c).tolist()   # the words reach the UNet
+
+
+def test_font_glyph_path_config_errors():
+    from textharmony.config import ConfigError
+    with pytest.raises(ConfigError, match="glyph_font.*glyph_dim|two glyph paths"):
+        tiny_model(*FONT_STRIP, "decoder.glyph_dim=8")
+    with pytest.raises(ConfigError, match="decoder.glyph_font.*not found"):
+        tiny_model(*FONT_STRIP[:3], "decoder.glyph_font=no-such-font-xyz", "decoder.unet_arch.in_channels=9")

@@ -205,6 +205,8 @@ class DecoderConfig:
     height: int = 0                             # 0: square; else output height (a word strip: 32 x 128)
     glyph_dim: int = 0                          # > 0: the glyph path (textharmony.model.glyph), embedding width
     glyph_cell: list = field(default_factory=lambda: [1, 1])   # each character's learned template (rows, cols)
+    glyph_font: str = ""                        # non-empty: the glyph path draws the quoted text in this reference
+                                                # font (a file, or a file stem such as wqy-zenhei) instead
     edit_context: float = 0.0                   # 0: an edit repaints the whole image resized to the decoder;
                                                 # > 0: a window around the mask, its box this share of the height
     inpaint: bool = True                        # 9-channel UNet input (noisy, mask, masked image): diffusers order
@@ -223,6 +225,11 @@ class DecoderConfig:
                 or not all(isinstance(v, int) and v >= 1 for v in self.glyph_cell)):
             raise ConfigError(f"config key 'decoder.glyph_cell' must be [rows, cols] of positive integers, got "
                               f"{self.glyph_cell!r}")
+        if not isinstance(self.glyph_font, str):
+            raise ConfigError(f"config key 'decoder.glyph_font' must be a font file or name, got {self.glyph_font!r}")
+        if self.glyph_font and self.glyph_dim:
+            raise ConfigError("config keys 'decoder.glyph_font' and 'decoder.glyph_dim' are two glyph paths; "
+                              "set one (the other to its default)")
         if self.edit_context > 1:
             raise ConfigError(f"config key 'decoder.edit_context' must be in [0, 1], got {self.edit_context!r}")
         if self.cfg_drop > 1:

@@ -16,10 +16,9 @@ import random
 import string
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from ..glyph_layout import EM_HEIGHT, WIDTH_FILL, default_advance, layout
-from .synth_render import load_font
+from ..glyph_layout import EM_HEIGHT, WIDTH_FILL, default_advance, draw_text_in_box
 from .wordcrops import (RenderedStream, _lum, cased, chinese_words, english_words, font_families, is_heldout,
                         pick_font)
 from ..charset import COMMON_ZH_CHARS
@@ -83,25 +82,6 @@ def _colours(rng: random.Random) -> tuple[list[int], list[int]]:
             break
     v = rng.randint(0, 40) if lb > 128 else rng.randint(215, 255)
     return bg, [v, v, v]
-
-
-def draw_text_in_box(ink: Image.Image, text: str, font: str, box: tuple) -> None:
-    """Draw ``text`` into the ``L``-mode ``ink`` canvas by the layout rule: em size and horizontal extent
-    from the advance table, the rendered ink scaled to that extent (so every text fills its span exactly)."""
-    s, spans, (ya, yb) = layout([default_advance(c) for c in text], box)
-    size = max(4, int(round(s)))
-    f = load_font(font, size)
-    l, t, r, b = f.getbbox(text)
-    asc, desc = f.getmetrics()
-    tw = max(1, r - l)
-    tmp = Image.new("L", (tw, asc + desc), 0)
-    ImageDraw.Draw(tmp).text((-l, 0), text, font=f, fill=255)
-    xa, xb = spans[0][0], spans[-1][1]
-    w = max(1, int(round(xb - xa)))
-    h = max(1, int(round((asc + desc) * s / size)))
-    tmp = tmp.resize((w, h), Image.BILINEAR)
-    yc = (ya + yb) / 2
-    ink.paste(255, (int(round(xa)), int(round(yc - h / 2))), tmp)
 
 
 def render_strip(text: str, font: str, rng: random.Random, hw: tuple[int, int], edit: bool = False,

@@ -1,12 +1,13 @@
-"""The glyph path's module: character ids + the text box (from the mask) -> a glyph map, the UNet's extra
-input channels. The layout rule and the reasons are in :mod:`textharmony.glyph_layout`."""
+"""The glyph path's modules: character ids + the text box (from the mask) -> a glyph map, the UNet's extra
+input channels -- learned templates (:class:`GlyphLayout`) or the text in a reference font
+(:class:`GlyphRender`). The layout rule and the reasons are in :mod:`textharmony.glyph_layout`."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..glyph_layout import DEFAULT_ADVANCE, layout
+from ..glyph_layout import DEFAULT_ADVANCE, glyph_image, layout
 
 
 def mask_box(mask: torch.Tensor) -> tuple[float, float, float, float]:
@@ -101,4 +102,36 @@ class GlyphLayout(nn.Module):
             blk[self.dim + 1] = v.to(dt)[:, None]
             blk[self.dim + 2] = 1
             out[k][:, rows[:, None], cols[None, :]] = blk
+        return out
+
+
+class GlyphRender(nn.Module):
+    """Character ids (G, L) (pad < 0) + masks (G, 1, H, W) -> glyph maps (G, 2, H, W): the characters'
+    text drawn in the reference ``font`` by the layout rule inside the mask's box (ink 1, else 0: AnyText's
+    glyph image, :func:`textharmony.glyph_layout.glyph_image`), and a 1 over the box (0 everywhere when
+    there are no characters: the null condition). No weights: ``tokens`` (the tokenizer's token per id)
+    turns ids back into text."""
+
+    channels = 2
+
+    def __init__(self, tokens: list, font: str):
+        super().__init__()
+        # a token that is not one character (specials, merges) draws nothing; the tokenizer's space is a space
+        self.chars = [(" " if t == "\u2581" else t) if isinstance(t, str) and len(t) == 1 else "" for t in tokens]
+        self.font = font
+
+    def text(self, row: torch.Tensor) -> str:
+        return "".join(self.chars[i] for i in row.tolist() if 0 <= i < len(self.chars))
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        g, _, h, w = mask.shape
+        out = torch.zeros(g, self.channels, h, w, device=mask.device, dtype=torch.float32)
+        for k in range(g):
+            text = self.text(ids[k][ids[k] >= 0])
+            if not text.strip():
+                continue
+            box = mask_box(mask[k])
+            out[k, 0] = torch.from_numpy(glyph_image(text, box, (h, w), self.font).copy())
+            x0, y0, x1, y1 = (int(round(v)) for v in box)
+            out[k, 1, y0:y1, x0:x1] = 1
         return out

@@ -19,8 +19,8 @@ from diffusers.training_utils import compute_snr
 from torch import nn
 
 from ..config import ConfigError, DecoderConfig, load_pretrained
-from ..glyph_layout import default_advance
-from .glyph import GlyphLayout
+from ..glyph_layout import default_advance, find_font
+from .glyph import GlyphLayout, GlyphRender
 
 
 def _load(cls, name: str, sub: str, key: str):
@@ -47,7 +47,7 @@ def widen_conv_in(unet: UNet2DConditionModel, in_channels: int) -> None:
 
 class ImageDecoder(nn.Module):
     def __init__(self, unet: UNet2DConditionModel, vae: AutoencoderKL | None, scheduler: DDPMScheduler,
-                 cfg: DecoderConfig, glyph: GlyphLayout | None = None):
+                 cfg: DecoderConfig, glyph: GlyphLayout | GlyphRender | None = None):
         super().__init__()
         self.unet, self.vae, self.scheduler, self.cfg = unet, vae, scheduler, cfg
         self.glyph = glyph
@@ -98,6 +98,15 @@ class ImageDecoder(nn.Module):
                 raise ConfigError("'decoder.glyph_dim' needs the model's tokenizer")
             glyph = GlyphLayout(len(tokenizer), cfg.glyph_dim, cfg.glyph_cell)
             glyph.set_advances({i: default_advance(t) for t, i in tokenizer.get_vocab().items() if len(t) == 1})
+        elif cfg.glyph_font:
+            if tokenizer is None:
+                raise ConfigError("'decoder.glyph_font' needs the model's tokenizer")
+            font = find_font(cfg.glyph_font)
+            if font is None:
+                raise ConfigError(f"config key 'decoder.glyph_font': font {cfg.glyph_font!r} not found (a file, or a "
+                                  f"file stem in /usr/share/fonts); install it (Debian: apt install fonts-wqy-zenhei) "
+                                  f"or give a font file's path")
+            glyph = GlyphRender(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))), font)
         return cls(unet, vae, scheduler, cfg, glyph)
 
     @property
