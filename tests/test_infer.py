@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -359,3 +360,66 @@ def test_subprocess_default_model_single_and_batch(pipe, files, capsys, tmp_path
     assert {r["task"] for r in res} == {"ocr", "vqa", "caption", "detect", "spot", "chat", "generate", "edit"}
     assert not any("error" in r for r in res)
     assert [png(x).size for x in res[9]["images"]] == [(40, 40)] * 2 and png(res[10]["images"][0]).size == (97, 61)
+
+
+# --------------------------------------------------------------------------- one check per request, one chunker
+def test_cli_checks_each_request_once(pipe, files, capsys, tmp_path, monkeypatch):
+    """``prepare`` checks a request with ``check_inputs`` before any model is loaded and hands the result to the
+    pipeline, which does not check it again."""
+    import textharmony.cli.infer as cli
+    from test_pipeline import _count_checks
+    checks = _count_checks(monkeypatch)
+    img = files / "word.png"
+    for argv in (["ocr", img, *MNT], ["ocr", img, "--box", "10,5,60,40", *MNT], ["vqa", img, "-q", "What?", *MNT],
+                 ["chat", "--turn", "user: <image> hi", "--image", img, *MNT],
+                 ["edit", img, "--text", "SHUT", "--box", "13,7,58,40", "--steps", "1", "--out", tmp_path / "e.png"],
+                 ["edit", img, "--text", "SHUT", "--mask", files / "mask.png", "--steps", "1", "--out", tmp_path / "m.png"],
+                 ["generate", "--text", "OPEN", "--steps", "1", "--out", tmp_path / "g.png"]):
+        checks.clear()
+        rc, _, err = run(capsys, argv, pipe)
+        assert rc == 0 and checks == [argv[0]], (argv, checks, err)
+    recs = [{"task": "ocr", "image": str(img), "max_new_tokens": 3}, {"task": "ocr", "image": str(img), "box": "1,1,40,30",
+            "max_new_tokens": 3}, {"task": "edit", "image": str(img), "text": "A", "box": [1, 1, 20, 20], "steps": 1}]
+    (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(r) for r in recs))
+    checks.clear()
+    assert run(capsys, ["--input", tmp_path / "t.jsonl", "--output", tmp_path / "r.jsonl", "--quiet"], pipe)[0] == 0
+    assert checks == ["ocr", "ocr", "edit"]
+    # still refused before a model is loaded: exit 2, one line naming the flag
+    monkeypatch.setattr(cli, "load_pipeline", lambda args: pytest.fail("a model was loaded for a bad request"))
+    for argv, msg in ((["edit", img, "--text", "A"], "exactly one of --box"),
+                      (["ocr", img, "--temperature", "-1"], "temperature must be a number between 0 and 100")):
+        rc, out, err = run(capsys, argv)
+        assert rc == 2 and out == "" and err.count("\n") == 1 and msg in err, err
+
+
+def test_cli_batch_is_chunked_by_the_pipeline_only(pipe, files, capsys, tmp_path, monkeypatch):
+    """A group of reading records is one ``read`` call; the pipeline splits it into chunks of its batch size and
+    reports each (the progress bar moves per chunk). A failing chunk is rerun one record at a time and the group
+    goes on with the next chunk."""
+    from textharmony import TextHarmonyPipeline
+    from textharmony.cli.execute import execute
+    from textharmony.cli.infer import prepare
+    small = TextHarmonyPipeline(pipe.model, batch_size=2)
+    Image.new("RGB", (77, 30), "white").save(tmp_path / "wide.png")
+    names = [files / "word.png", files / "noise.png", tmp_path / "wide.png", files / "g16.png", files / "rgba.png"]
+    prepared = [prepare({"task": "caption", "image": str(n), "max_new_tokens": 3}) for n in names]
+    reads, chunks, bar = [], [], []
+    real_read, real_chunk = small.read, small._read_chunk
+
+    def counting_read(task, images=None, **kw):
+        reads.append(len(images))
+        return real_read(task, images, **kw)
+
+    def flaky_chunk(task, images, *a):
+        chunks.append(len(images))
+        if any(im.size == (77, 30) for im in images):
+            raise RuntimeError("boom")
+        return real_chunk(task, images, *a)
+    monkeypatch.setattr(small, "read", counting_read)
+    monkeypatch.setattr(small, "_read_chunk", flaky_chunk)
+    res = execute(small, prepared, on_error="record", progress_bar=SimpleNamespace(update=bar.append))
+    assert reads == [5, 1, 1, 1] and chunks == [2, 2, 1, 1, 1] and bar == [2, 2, 1]
+    assert res[2]["error"].endswith("boom") and all("error" not in r for i, r in enumerate(res) if i != 2)
+    monkeypatch.undo()
+    singles = [run_json(capsys, ["caption", n, "--max-new-tokens", "3"], pipe)["text"] for n in names]
+    assert [r.get("text") for r in res] == [s if i != 2 else None for i, s in enumerate(singles)]

@@ -380,3 +380,58 @@ def test_cuda_auto_dtype_smoke():
     region = np.zeros((64, 96), bool)
     region[10:40, 10:60] = True
     assert np.array_equal(np.asarray(img)[~region], np.asarray(out)[~region])
+
+
+# --------------------------------------------------------------------------- one check, one chunking
+def _count_checks(monkeypatch):
+    from textharmony.pipeline import TextHarmonyPipeline
+    calls, real = [], TextHarmonyPipeline.check_inputs
+
+    def counting(task, **kw):
+        calls.append(task)
+        return real(task, **kw)
+    monkeypatch.setattr(TextHarmonyPipeline, "check_inputs", staticmethod(counting))
+    return calls
+
+
+def test_mixed_boxed_and_whole_ocr_batch_is_checked_once(pipe, monkeypatch):
+    """On a model with a text detector a batch mixing boxes and whole images takes two routes; the sub-batches go
+    to the internal chunk reader, not back through the public ``read``: one check, one ``read``."""
+    from textharmony.pipeline import TextHarmonyPipeline
+    assert pipe.model.detector is not None                  # the embedded reader has the text-region head
+    imgs = [word_image("OPEN"), noise_image(seed=3), word_image("SHUT")]
+    boxes = [None, (10, 5, 60, 40), None]
+    singles = [pipe.ocr(im, box=b, max_new_tokens=MNT) for im, b in zip(imgs, boxes)]
+    checks = _count_checks(monkeypatch)
+    reads, real_read = [], TextHarmonyPipeline.read
+    monkeypatch.setattr(TextHarmonyPipeline, "read", lambda self, *a, **kw: reads.append(1) or real_read(self, *a, **kw))
+    assert pipe.ocr(imgs, box=boxes, max_new_tokens=MNT) == singles
+    assert checks == ["ocr"] and reads == [1]
+    checks.clear()
+    pipe.vqa(imgs, ["What?", "Which word?", "Is it open?"], max_new_tokens=MNT)   # questions in the same check
+    pipe.edit(imgs[0], "SHUT", box=(10, 10, 60, 40), steps=1)
+    assert checks == ["vqa", "edit"]
+
+
+def test_requests_are_chunked_once_by_the_pipeline(pipe, monkeypatch):
+    """``read`` splits the requests into chunks of ``batch_size``; each chunk is one engine call, not split again."""
+    import textharmony.model.generation as gen
+    from textharmony.pipeline import TextHarmonyPipeline
+    small = TextHarmonyPipeline(pipe.model, batch_size=2)
+    imgs = [word_image(w) for w in ("OPEN", "SHUT", "EXIT", "PUSH", "PULL")]
+    singles = [small.caption(im, max_new_tokens=MNT) for im in imgs]
+    chunks, rows, done = [], [], []
+    real_chunk, real_engine = TextHarmonyPipeline._read_chunk, gen.generate_text_ids
+
+    def chunk(self, task, images, *a):
+        chunks.append(len(images))
+        return real_chunk(self, task, images, *a)
+
+    def engine(model, input_ids, *a, **kw):
+        rows.append(input_ids.shape[0])
+        return real_engine(model, input_ids, *a, **kw)
+    monkeypatch.setattr(TextHarmonyPipeline, "_read_chunk", chunk)
+    monkeypatch.setattr(gen, "generate_text_ids", engine)
+    res = small.read("caption", imgs, max_new_tokens=MNT, _on_batch=lambda s, rs: done.append((s, len(rs))))
+    assert [r["text"] for r in res] == singles
+    assert chunks == [2, 2, 1] and rows == [2, 2, 1] and done == [(0, 2), (2, 2), (4, 1)]

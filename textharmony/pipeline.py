@@ -16,7 +16,9 @@ Reading methods also take lists (``pipe.ocr([a, b])`` -> ``[str, str]``), batche
 KV-cached engine :func:`textharmony.model.generation.generate_text_ids` in chunks of ``batch_size``.
 
 One request, one pass: :meth:`TextHarmonyPipeline.check_inputs` validates every public call's arguments once
-(errors name the Python argument, ``box=``); the prompt is encoded once by the training collator
+(errors name the Python argument, ``box=``; the CLI checks its requests with it before loading a model and hands
+the result over as ``_checked``, so nothing is checked twice); :meth:`~TextHarmonyPipeline.read` alone splits
+requests into chunks of ``batch_size``; the prompt is encoded once by the training collator
 (:meth:`TextHarmonyPipeline._encode`, which also refuses a prompt over ``llm.max_length``); the engine gets token
 ids, the attention mask and pixel tensors.
 
@@ -313,8 +315,9 @@ class TextHarmonyPipeline:
 
     def _generate_texts(self, requests: list[tuple[list[Image.Image], Any]], max_new_tokens: int,
                         **gen) -> list[str]:
-        """Encode every request once (all checked before any is generated), then run the engine on left-padded
-        chunks of ``batch_size``."""
+        """Encode every request once (all checked before any is generated), then run the engine on them,
+        left-padded. From :meth:`read`'s chunks: one engine call; only a page chunk's word crops (the detector's
+        route), which outnumber its requests, are split into slices of ``batch_size``."""
         from .model import generation as g
         items = self._encode(requests)
         out: list[str] = []
@@ -343,42 +346,66 @@ class TextHarmonyPipeline:
     def read(self, task: str, images: Sequence | None = None, *, questions: Sequence | None = None,
              boxes: Sequence | None = None, turns: Sequence | None = None, lang: str | None = None,
              max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0,
-             seed: int | None = None) -> list[dict]:
+             seed: int | None = None, _checked: dict | None = None, _on_batch=None) -> list[dict]:
         """Batched reading. ``task`` in detect|spot|ocr|vqa|caption|chat; ``images`` one per request
         (for chat: a list of images per request); ``questions`` (vqa), ``boxes`` (ocr, None = all text),
         ``turns`` (chat) align with it. Returns one dict per request: ``text`` (the model's answer, raw
         for detect/spot) plus ``polygons`` (detect) or ``words`` (spot) in pixel coordinates.
 
-        ``temperature`` 0 = greedy (deterministic; batched = one at a time)."""
+        ``temperature`` 0 = greedy (deterministic; batched = one at a time). The requests are checked once
+        (:meth:`check_inputs`), then go through the model in chunks of ``batch_size`` (this loop is the one place
+        requests are chunked: the CLI hands it a whole group). For the CLI only: ``_checked`` is what
+        ``check_inputs`` returned for these very arguments (they are not checked again); ``_on_batch(start,
+        results)`` is called as each chunk is done (``start``: the index of its first request)."""
         if task not in TEXT_TASKS:
             raise InputError(f"unknown reading task '{task}'; use one of {', '.join(TEXT_TASKS)}")
-        checked = self.check_inputs(task, lang=lang, max_new_tokens=max_new_tokens, temperature=temperature,
-                                    top_p=top_p, seed=seed)
         if task == "chat":
             n = len(turns or [])
             images = list(images) if images is not None else [[] for _ in range(n)]
         else:
             images = list(images or [])
             n = len(images)
+        bad = next((f"{task}: {len(v)} {name} for {n} requests" for name, v in (
+            ("questions", questions), ("boxes", boxes), ("turns", turns), ("images", images))
+            if v is not None and len(v) != n), None)
+        c = _checked
+        if c is None:   # one check; the questions only when there are requests and the counts agree (as ever)
+            vqa = task == "vqa" and n and bad is None
+            c = self.check_inputs(task, questions=(questions if questions is not None else [None] * n) if vqa else None,
+                                  lang=lang, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                  seed=seed)
         if n == 0:
             return []
-        for name, v in (("questions", questions), ("boxes", boxes), ("turns", turns), ("images", images)):
-            if v is not None and len(v) != n:
-                raise InputError(f"{task}: {len(v)} {name} for {n} requests")
-        mnt = checked["max_new_tokens"]
-        qs = self.check_inputs(task, questions=questions if questions is not None else [None] * n,
-                               lang=lang)["questions"] if task == "vqa" else None
+        if bad:
+            raise InputError(bad)
+        mnt, qs = c["max_new_tokens"], c.get("questions") if task == "vqa" else None
         gen: dict[str, Any] = {}
         if temperature and temperature > 0:
             gen = {"do_sample": True, "temperature": float(temperature), "top_p": float(top_p), "seed": seed}
+        out: list[dict] = []
+        for s in range(0, n, self.batch_size):
+            part = lambda v: None if v is None else v[s:s + self.batch_size]  # noqa: E731
+            res = self._read_chunk(task, part(images), part(questions), part(qs), part(boxes), part(turns), lang,
+                                   mnt, gen)
+            if _on_batch is not None:
+                _on_batch(s, res)
+            out += res
+        return out
+
+    def _read_chunk(self, task: str, images: list, questions, qs, boxes, turns, lang: str | None, mnt: int,
+                    gen: dict) -> list[dict]:
+        """One chunk (at most ``batch_size`` requests) of checked arguments: ``questions`` as given (they pick the
+        prompt language), ``qs`` the checked ones."""
+        n = len(images)
         if self.model.detector is not None and task == "ocr" and boxes is not None and \
                 any(b is None for b in boxes) and any(b is not None for b in boxes):
-            # a batch mixing boxes and whole images: each kind on its own path, answers in request order
+            # a chunk mixing boxes and whole images: each kind on its own path, answers in request order
             whole = [i for i, b in enumerate(boxes) if b is None]
             boxed = [i for i, b in enumerate(boxes) if b is not None]
-            kw = dict(lang=lang, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
-            out: dict = dict(zip(whole, self.read("ocr", [images[i] for i in whole], **kw)))
-            out.update(zip(boxed, self.read("ocr", [images[i] for i in boxed], boxes=[boxes[i] for i in boxed], **kw)))
+            out: dict = dict(zip(whole, self._read_chunk("ocr", [images[i] for i in whole], None, None, None, None,
+                                                         lang, mnt, gen)))
+            out.update(zip(boxed, self._read_chunk("ocr", [images[i] for i in boxed], None, None,
+                                                   [boxes[i] for i in boxed], None, lang, mnt, gen)))
             return [out[i] for i in range(n)]
         if self.model.detector is not None and (task in ("detect", "spot", "vqa") or (task == "ocr" and (
                 boxes is None or all(b is None for b in boxes)))):
@@ -437,7 +464,7 @@ class TextHarmonyPipeline:
     def _read_pages(self, task: str, images: list[Image.Image], lang: str | None, mnt: int, gen: dict,
                     questions: list[str] | None = None) -> list[dict]:
         """detect / spot / ocr (whole image) / vqa with the model's text-region head: it finds the words, the
-        LLM reads each one from its rectified crop (one batch over all pages). ``text`` has the format the LLM's
+        LLM reads each one from its rectified crop (one batch over the chunk's pages). ``text`` has the format the LLM's
         own detect / spot answers have (``<poly>`` in 0..999 of the image; ocr: words by lines). vqa: the LLM
         sees the page as its word crops in reading order (``data.layouts.page_prompt``) and the question.
         ocr / vqa: where the head finds one line of at most two words (or nothing), the image is taken for a
@@ -528,11 +555,14 @@ class TextHarmonyPipeline:
     # ------------------------------------------------------------------ writing
     def generate(self, text: str | Sequence[str] = "", caption: str | None = None, steps: int | None = None,
                  guidance: float | None = None, seed: int = 0, size: int | None = None, num_images: int = 1,
-                 lang: str | None = None, sampler: str | None = None, progress=None) -> list[Image.Image]:
+                 lang: str | None = None, sampler: str | None = None, progress=None,
+                 _checked: dict | None = None) -> list[Image.Image]:
         """Text-to-image: an image showing ``text`` (the words to render), optionally described by
-        ``caption``. Same arguments -> identical images. ``size`` resizes the output to that width (aspect kept)."""
-        c = self.check_inputs("generate", text=text, caption=caption, lang=lang, steps=steps, guidance=guidance,
-                              seed=seed, num_images=num_images, size=size)
+        ``caption``. Same arguments -> identical images. ``size`` resizes the output to that width (aspect kept).
+        ``_checked`` (the CLI): what :meth:`check_inputs` returned for these arguments; they are not checked again."""
+        c = _checked if _checked is not None else self.check_inputs(
+            "generate", text=text, caption=caption, lang=lang, steps=steps, guidance=guidance, seed=seed,
+            num_images=num_images, size=size)
         words, caption = c["words"], c["caption"]
         lg = _lang(lang, " ".join(words), caption)
         t = _tasks()
@@ -546,12 +576,13 @@ class TextHarmonyPipeline:
                 "guidance": dc.default_guidance if c["guidance"] is None else c["guidance"], "seed": c["seed"], **extra}
 
     def edit(self, image, text: str, box=None, mask=None, steps: int | None = None, guidance: float | None = None,
-             seed: int = 0, lang: str | None = None, sampler: str | None = None, progress=None) -> Image.Image:
+             seed: int = 0, lang: str | None = None, sampler: str | None = None, progress=None,
+             _checked: dict | None = None) -> Image.Image:
         """Write ``text`` into the region of ``image`` given by ``box`` (x1, y1, x2, y2 pixels) or ``mask``
         (white = repaint, the image's size). Returns an image of the input's size whose pixels outside
-        the region are exactly the input's."""
-        c = self.check_inputs("edit", text=text, box=box, mask=mask, lang=lang, steps=steps, guidance=guidance,
-                              seed=seed)
+        the region are exactly the input's. ``_checked``: as for :meth:`generate`."""
+        c = _checked if _checked is not None else self.check_inputs(
+            "edit", text=text, box=box, mask=mask, lang=lang, steps=steps, guidance=guidance, seed=seed)
         word = c["text"]
         img = as_image(image)
         m = load_mask(mask, img.size) if mask is not None else box_mask(parse_box(box, img.size), img.size)

@@ -6,8 +6,10 @@ Many requests, from a JSONL file:     python infer.py batch --input tasks.jsonl 
 
 Both go through the same code: options become a request dict (the same keys as a JSONL record),
 :func:`prepare` loads its files and validates it with the pipeline's own
-:meth:`~textharmony.pipeline.TextHarmonyPipeline.check_inputs` before any model is built, :func:`execute` maps
-prepared requests to pipeline calls (reading tasks with equal options batched). Library messages name Python
+:meth:`~textharmony.pipeline.TextHarmonyPipeline.check_inputs` before any model is built (the checked values go
+with the request, ``_checked``: the pipeline does not check it again), :func:`~textharmony.cli.execute.execute`
+maps prepared requests to pipeline calls (reading tasks with equal options: one ``read`` per group, chunked by
+the pipeline's ``batch_size``). Library messages name Python
 arguments (``box=``); single-request errors are printed with this CLI's flags (:func:`flag_names`).
 
 Exit status: 0 ok; 2 bad input / usage / model directory (one line on stderr, no traceback unless
@@ -28,6 +30,7 @@ from typing import Any
 
 from ..io_utils import InputError, load_image, load_mask, normalize_turns, parse_box
 from ..task_names import INFERENCE_TASKS, READ_TASKS
+from .execute import execute, one_line
 
 TASKS = INFERENCE_TASKS
 TEXT_TASKS = READ_TASKS
@@ -48,10 +51,6 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 DEFAULT_OUT_DIR = os.path.join("outputs", "infer")
 COMMON_DEFAULTS = {"model": None, "device": "auto", "dtype": "auto", "quantize": "none", "batch_size": 8, "threads": None,
                    "lang": "auto", "json": False, "debug": False, "quiet": False}
-
-
-def one_line(msg: Any) -> str:
-    return " ".join(str(msg).split())
 
 
 FLAGS = {"path": "model", "turns": "turn", "images": "image"}     # argument name -> flag, where they differ
@@ -288,13 +287,13 @@ def prepare(req: dict, base: str | None = None, out_dir: str = DEFAULT_OUT_DIR, 
         raise InputError(f"unknown field(s) for task '{task}': {', '.join(sorted(unknown))}; "
                          f"allowed: {', '.join(sorted(FIELDS[task] | COMMON_FIELDS - {'task'}))}")
     from ..pipeline import TextHarmonyPipeline
-    TextHarmonyPipeline.check_inputs(      # the pipeline's own checks, run before any model is loaded
+    checked = TextHarmonyPipeline.check_inputs(      # the pipeline's own checks, before any model is loaded
         task, lang=req.get("lang"), questions=[req.get("question")] if task == "vqa" else None,
         text=req.get("text", ""), caption=req.get("caption"), box=req.get("box"), mask=req.get("mask"),
         max_new_tokens=req.get("max_new_tokens"), temperature=req.get("temperature"), top_p=req.get("top_p"),
         seed=req.get("seed", 0 if task in ("generate", "edit") else None), steps=req.get("steps"),
         guidance=req.get("guidance"), num_images=req.get("num_images", 1), size=req.get("size"))
-    p = dict(req)
+    p = dict(req, _checked=checked)                  # handed to the pipeline: it does not check them again
     if "image" in FIELDS[task] and task != "chat":
         if "image" not in req:
             raise InputError(f"task '{task}' needs an 'image'")
@@ -322,121 +321,6 @@ def prepare(req: dict, base: str | None = None, out_dir: str = DEFAULT_OUT_DIR, 
     elif out:
         p["_out"] = [out]
     return p
-
-
-# --------------------------------------------------------------------------- execute (model)
-def _text_key(p: dict) -> tuple:
-    return (p["task"], p.get("lang"), p.get("max_new_tokens"), p.get("temperature") or 0.0,
-            p.get("top_p", 1.0), p.get("seed"))
-
-
-def _save(img, path: str) -> None:
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        img.save(path)
-    except (OSError, ValueError) as e:
-        raise InputError(f"cannot write '{path}': {one_line(e)}; choose another --out") from None
-
-
-def _text_result(p: dict, r: dict) -> dict:
-    task = p["task"]
-    res: dict[str, Any] = {"task": task}
-    if task != "chat":
-        res["image"] = p["image"]
-        res["size"] = list(p["_image"].size)
-    if task == "ocr" and p.get("_box"):
-        res["box"] = [int(v) if float(v).is_integer() else round(v, 2) for v in p["_box"]]
-    if task == "vqa":
-        res["question"] = p["question"]
-    res["text"] = r["text"]
-    if task == "detect":
-        res["polygons"] = r["polygons"]
-    if task == "spot":
-        res["words"] = r["words"]
-    if task in ("detect", "spot") and p.get("_out"):
-        from .draw import draw_regions
-        _save(draw_regions(p["_image"], r["polygons"] if task == "detect" else r["words"]), p["_out"][0])
-        res["out"] = p["_out"][0]
-    return res
-
-
-def _run_text_chunk(pipe, chunk: list[dict]) -> list[dict]:
-    p0 = chunk[0]
-    task = p0["task"]
-    kw = {"lang": p0.get("lang"), "max_new_tokens": p0.get("max_new_tokens"),
-          "temperature": p0.get("temperature") or 0.0, "top_p": p0.get("top_p", 1.0), "seed": p0.get("seed")}
-    if task == "chat":
-        rs = pipe.read("chat", [p["_images"] for p in chunk], turns=[p["_turns"] for p in chunk], **kw)
-    else:
-        rs = pipe.read(task, [p["_image"] for p in chunk],
-                       questions=[p.get("question") for p in chunk] if task == "vqa" else None,
-                       boxes=[p.get("_box") for p in chunk] if task == "ocr" else None, **kw)
-    return [_text_result(p, r) for p, r in zip(chunk, rs)]
-
-
-def _run_image(pipe, p: dict, progress=None) -> dict:
-    kw = {"steps": p.get("steps"), "guidance": p.get("guidance"), "seed": p.get("seed", 0), "lang": p.get("lang"),
-              "sampler": p.get("sampler"), "progress": progress}
-    if p["task"] == "generate":
-        imgs = pipe.generate(p.get("text", ""), caption=p.get("caption") or None, size=p.get("size"),
-                             num_images=p.get("num_images", 1), **kw)
-    else:
-        imgs = [pipe.edit(p["_image"], p["text"], box=p.get("_box"), mask=p.get("_mask"), **kw)]
-    for img, path in zip(imgs, p["_out"]):
-        _save(img, path)
-    dc = pipe.model.cfg.decoder
-    res = {"task": p["task"]}
-    if p["task"] == "edit":
-        res["image"] = p["image"]
-    res.update(images=p["_out"], size=list(imgs[0].size), seed=kw["seed"],
-               steps=kw["steps"] or dc.default_steps,
-               guidance=dc.default_guidance if kw["guidance"] is None else kw["guidance"])
-    return res
-
-
-def execute(pipe, prepared: list[dict], on_error: str = "raise", progress_bar=None, diffusion_progress=None) -> list:
-    """Run prepared requests in their order; reading tasks with equal options are batched.
-
-    ``on_error="record"``: a failing request yields ``{"error": msg}`` and the rest go on."""
-    results: list[Any] = [None] * len(prepared)
-
-    def fail(i, e):
-        if on_error == "raise":
-            raise e
-        results[i] = {"task": prepared[i].get("task"), "error": one_line(e)}
-
-    groups: dict[tuple, list[int]] = {}
-    for i, p in enumerate(prepared):
-        if p["task"] in TEXT_TASKS:
-            groups.setdefault(_text_key(p), []).append(i)
-    bs = pipe.batch_size
-    for idx in groups.values():
-        for k in range(0, len(idx), bs):
-            chunk = idx[k:k + bs]
-            try:
-                for i, r in zip(chunk, _run_text_chunk(pipe, [prepared[i] for i in chunk])):
-                    results[i] = r
-            except Exception as e:  # noqa: BLE001 - reported per record (or re-raised)
-                if on_error == "raise" or len(chunk) == 1:
-                    fail(chunk[0], e)
-                else:                       # isolate the bad record(s): one at a time
-                    for i in chunk:
-                        try:
-                            results[i] = _run_text_chunk(pipe, [prepared[i]])[0]
-                        except Exception as e1:  # noqa: BLE001
-                            fail(i, e1)
-            if progress_bar is not None:
-                progress_bar.update(len(chunk))
-    for i, p in enumerate(prepared):
-        if p["task"] in TEXT_TASKS:
-            continue
-        try:
-            results[i] = _run_image(pipe, p, diffusion_progress)
-        except Exception as e:  # noqa: BLE001 - reported per record (or re-raised)
-            fail(i, e)
-        if progress_bar is not None:
-            progress_bar.update(1)
-    return results
 
 
 # --------------------------------------------------------------------------- model loading
