@@ -247,3 +247,26 @@ def test_font_glyph_path_config_errors():
         tiny_model(*FONT_STRIP, "decoder.glyph_dim=8")
     with pytest.raises(ConfigError, match="decoder.glyph_font.*not found"):
         tiny_model(*FONT_STRIP[:3], "decoder.glyph_font=no-such-font-xyz", "decoder.unet_arch.in_channels=9")
+
+
+def test_a_new_decoder_warm_started_from_another_unet(strip_model, tmp_path):
+    """decoder.init_unet: every shared tensor copied, conv_in's noisy + inpainting channels kept, the new
+    glyph channels zero (the warm start draws what the old UNet drew until it learns them)."""
+    from textharmony.config import ConfigError
+    from textharmony.train.config import load_train_config
+    from textharmony.train.loop import build_model
+    strip_model.save_pretrained(str(tmp_path / "writer"))
+    arch = {**strip_model.cfg.decoder.unet_arch, "in_channels": 9}
+    new = {"replace": True, "unet": None, "glyph_dim": 0, "glyph_font": "wqy-zenhei", "unet_arch": arch,
+           "init_unet": str(tmp_path / "writer" / "unet")}
+    over = [f"model.init_from={tmp_path / 'writer'}", "data.source=strips", "model.config=null"]
+    cfg = load_train_config("configs/train/tiny_unified.yaml", over + ["model.overrides=" + json.dumps({"decoder": new})])
+    m = build_model(cfg)
+    old, now = strip_model.decoder.unet.state_dict(), m.decoder.unet.state_dict()
+    assert m.decoder.glyph.channels == 2 and now["conv_in.weight"].shape[1] == 9
+    assert torch.equal(now["conv_in.weight"][:, :7], old["conv_in.weight"][:, :7])
+    assert now["conv_in.weight"][:, 7:].abs().sum() == 0
+    assert all(torch.equal(now[k], old[k]) for k in now if k != "conv_in.weight")
+    with pytest.raises(ConfigError, match="init_unet"):
+        bad = {**new, "init_unet": str(tmp_path / "nowhere")}
+        load_train_config("configs/train/tiny_unified.yaml", over + ["model.overrides=" + json.dumps({"decoder": bad})])

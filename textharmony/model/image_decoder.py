@@ -45,6 +45,30 @@ def widen_conv_in(unet: UNet2DConditionModel, in_channels: int) -> None:
     unet.register_to_config(in_channels=in_channels)
 
 
+def warm_start_unet(decoder: "ImageDecoder", directory: str) -> tuple[int, int]:
+    """Start ``decoder``'s UNet from the UNet saved in ``directory`` (a diffusers dir): every tensor of the
+    same name and shape is copied; ``conv_in`` keeps the noisy-latent and inpainting input channels they share
+    (diffusers' order) and gives the others (a different glyph map) zero weights, so the warm start draws
+    what it drew before until it learns the new channels. -> (tensors copied, tensors in the UNet)."""
+    src = _load(UNet2DConditionModel, directory, "unet", "model.overrides.decoder.init_unet").state_dict()
+    own = decoder.unet.state_dict()
+    base = 2 * decoder.latent_channels + 1 if decoder.cfg.inpaint else decoder.latent_channels
+    n = 0
+    with torch.no_grad():
+        for k, v in own.items():
+            w = src.get(k)
+            if w is None:
+                continue
+            if w.shape == v.shape:
+                v.copy_(w)
+                n += 1
+            elif k == "conv_in.weight" and w.shape[0] == v.shape[0] and w.shape[1] >= base and v.shape[1] >= base:
+                v.zero_()
+                v[:, :base] = w[:, :base]
+                n += 1
+    return n, len(own)
+
+
 class ImageDecoder(nn.Module):
     def __init__(self, unet: UNet2DConditionModel, vae: AutoencoderKL | None, scheduler: DDPMScheduler,
                  cfg: DecoderConfig, glyph: GlyphLayout | GlyphRender | None = None):

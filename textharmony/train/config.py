@@ -52,7 +52,8 @@ class ModelSection:
     slide_lora.lambda_gate), may add Slide-LoRA (a ``slide_lora`` section with ``enabled: true``) or a text
     detector (a ``detector`` section with ``enabled: true``, freshly initialised) to a model saved without it,
     and may replace the image decoder (a ``decoder`` section with ``replace: true`` and the new decoder's
-    keys: a fresh decoder, the rest of the model kept)."""
+    keys: a fresh decoder, the rest of the model kept; ``init_unet: DIR`` starts its UNet from another
+    one's weights, :func:`textharmony.model.image_decoder.warm_start_unet`)."""
     config: str | None = None
     overrides: dict = field(default_factory=dict)
     init_from: str | None = None
@@ -293,7 +294,13 @@ def _validate(cfg: TrainConfig) -> TrainConfig:
                                       f"accompany model.init_from (only loss weights, a new slide_lora or "
                                       f"detector section, or a new decoder: decoder.replace: true)")
         checked = copy.deepcopy(m.overrides)
-        checked.get("decoder", {}).pop("replace", None)
+        dec = checked.get("decoder", {})
+        dec.pop("replace", None)
+        warm = dec.pop("init_unet", None)
+        if warm is not None and (not m.overrides["decoder"].get("replace") or not isinstance(warm, str)
+                                 or not os.path.isdir(warm)):
+            raise ConfigError(f"config key 'model.overrides.decoder.init_unet' must be a diffusers UNet directory "
+                              f"and come with decoder.replace: true, got {warm!r}")
         from_dict(ModelConfig, checked, prefix="model.overrides.")
     else:
         model_config(cfg)                          # validates the model YAML + overrides now

@@ -76,9 +76,13 @@ def _apply_init_overrides(model, overrides: dict) -> None:
     dec = overrides.get("decoder") or {}
     if dec.get("replace") is True:
         from ..config import DecoderConfig
-        keys = {k: v for k, v in dec.items() if k != "replace"}
+        keys = {k: v for k, v in dec.items() if k not in ("replace", "init_unet")}
         model.replace_decoder(from_dict(DecoderConfig, {**to_dict(model.cfg.decoder), **keys},
                                         prefix="model.overrides.decoder."))
+        if dec.get("init_unet"):
+            from ..model.image_decoder import warm_start_unet
+            n, total = warm_start_unet(model.decoder, dec["init_unet"])
+            print(f"[train] decoder UNet warm-started from {dec['init_unet']}: {n} of {total} tensors")
     det = overrides.get("detector")
     if det:
         from ..config import DetectorConfig
