@@ -7,7 +7,11 @@
 ``trainable.safetensors``; the model is rebuilt from the run's ``train_config.yaml`` two levels up, or
 ``--config``, and the checkpoint's trainable weights are loaded into it). ``DEST`` is written atomically
 (``save_pretrained``); its size is printed, and more than ``--max-mb`` (40, the package's budget) is an error.
-Bad input: one line, exit status 2.
+``--set decoder.default_guidance=3`` (repeatable) changes an inference default saved with the model
+(``decoder.default_steps``, ``decoder.default_guidance``, ``decoder.sampler``): what ``infer.py`` uses when no
+flag is given; weights and architecture are never changed. Bad input: one line, exit status 2.
+
+    python -m textharmony.export outputs/train/writer_font/final_ema textharmony/assets/embedded --set decoder.default_guidance=8
 """
 from __future__ import annotations
 
@@ -45,15 +49,50 @@ def load_source(src: str, config: str | None = None):
     return model.eval()
 
 
+INFERENCE_KEYS = ("decoder.default_steps", "decoder.default_guidance", "decoder.sampler")
+
+
+def parse_sets(items) -> dict:
+    """``["decoder.default_guidance=3"]`` -> ``{"decoder.default_guidance": 3.0}`` (values parsed as YAML)."""
+    import yaml
+    out = {}
+    for it in items:
+        key, sep, val = it.partition("=")
+        if not sep or key not in INFERENCE_KEYS:
+            raise ValueError(f"--set {it!r}: give KEY=VALUE with KEY one of {', '.join(INFERENCE_KEYS)}")
+        out[key] = yaml.safe_load(val)
+    return out
+
+
+def apply_sets(model, sets: dict) -> None:
+    """Set the inference defaults on ``model.cfg`` (re-validated: a bad value is refused here)."""
+    import dataclasses
+
+    from .config import ConfigError
+    if not sets:
+        return
+    dec = dataclasses.asdict(model.cfg.decoder)
+    dec.update({k.split(".", 1)[1]: v for k, v in sets.items()})
+    try:
+        model.cfg.decoder = type(model.cfg.decoder)(**dec)
+    except (ConfigError, TypeError) as e:
+        raise ValueError(f"--set: {e}") from None
+    model.decoder.cfg = model.cfg.decoder
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("src")
     ap.add_argument("dest")
     ap.add_argument("--config", help="the run's training YAML (checkpoints only; default: <run>/train_config.yaml)")
     ap.add_argument("--max-mb", type=float, default=40.0)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help=f"an inference default to save with the model ({', '.join(INFERENCE_KEYS)})")
     args = ap.parse_args(argv)
     try:
+        sets = parse_sets(args.set)
         model = load_source(args.src, args.config)
+        apply_sets(model, sets)
     except (ValueError, OSError) as e:
         print(f"export: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
