@@ -260,7 +260,7 @@ def test_batch_equals_single_requests(pipe, files, capsys, tmp_path):
                 assert os.path.dirname(pa) == str(tmp_path / "res_images")
                 assert np.array_equal(np.asarray(png(pa)), np.asarray(png(pb)))
         assert res == single, rec["task"]
-    assert png(results[9]["images"][1]).size == (40, 40) and png(results[10]["images"][0]).size == (97, 61)
+    assert png(results[9]["images"][1]).size == (40, 10) and png(results[10]["images"][0]).size == (97, 61)
 
 
 def test_batch_continues_past_bad_records(pipe, files, capsys, tmp_path, monkeypatch):
@@ -359,7 +359,7 @@ def test_subprocess_default_model_single_and_batch(pipe, files, capsys, tmp_path
     res = [json.loads(line) for line in (tmp_path / "all_out.jsonl").read_text().splitlines()]
     assert {r["task"] for r in res} == {"ocr", "vqa", "caption", "detect", "spot", "chat", "generate", "edit"}
     assert not any("error" in r for r in res)
-    assert [png(x).size for x in res[9]["images"]] == [(40, 40)] * 2 and png(res[10]["images"][0]).size == (97, 61)
+    assert [png(x).size for x in res[9]["images"]] == [(40, 10)] * 2 and png(res[10]["images"][0]).size == (97, 61)
 
 
 # --------------------------------------------------------------------------- one check per request, one chunker

@@ -194,7 +194,7 @@ def test_every_method_returns_the_documented_types(pipe):
     assert isinstance(pipe.chat(["user: <image> Read it.", "assistant: OPEN", "user: And now <image>?"],
                                 images=[img, word_image("SHUT")], max_new_tokens=MNT), str)
     gen = pipe.generate("OPEN", caption="a shop sign", steps=1, num_images=2, size=48, seed=1)
-    assert len(gen) == 2 and all(isinstance(g, Image.Image) and g.size == (48, 48) and g.mode == "RGB" for g in gen)
+    assert len(gen) == 2 and all(isinstance(g, Image.Image) and g.size == (48, 12) and g.mode == "RGB" for g in gen)
     out = pipe.edit(img, "SHUT", box=(10, 10, 60, 40), steps=1)
     assert isinstance(out, Image.Image) and out.size == img.size and out.mode == "RGB"
 
@@ -358,7 +358,7 @@ def test_from_pretrained_directory_bf16_and_incomplete(pipe, tmp_path):
     p2 = TextHarmonyPipeline.from_pretrained(tmp_path / "m", device="cpu", dtype="bfloat16")
     assert not p2.untrained and p2.dtype == torch.bfloat16
     assert isinstance(p2.ocr(word_image(), max_new_tokens=3), str)
-    assert p2.generate("A", steps=1)[0].size == (64, 64)
+    assert p2.generate("A", steps=1)[0].size == (128, 32)
     (tmp_path / "m" / "textharmony.safetensors").unlink()
     with pytest.raises(IncompleteModelError, match="missing textharmony.safetensors"):
         TextHarmonyPipeline.from_pretrained(tmp_path / "m")

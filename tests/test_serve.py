@@ -77,7 +77,7 @@ def test_read_handler_answers_like_the_pipeline(demo, pipe, files):
 
 def test_write_and_edit_handlers(demo, pipe, files):
     img = demo.generate("OPEN", "a shop sign", 3, 1)
-    assert isinstance(img, Image.Image) and img.size == (64, 64)
+    assert isinstance(img, Image.Image) and img.size == (128, 32)
     assert img.tobytes() == pipe.generate("OPEN", caption="a shop sign", steps=3, seed=1)[0].tobytes()
     src = Image.open(files / "word.png").convert("RGB")
     out = demo.edit(str(files / "word.png"), "10,5,60,30", "SHUT", 3, 0)

@@ -266,7 +266,7 @@ def test_gradio_client_api(server, images, reader):
     overlay, regions, text, answer = client.predict(handle_file(word), "", q, 64, api_name="/read")
     assert Image.open(overlay).size == Image.open(word).size and set(regions) == {"detections", "words"}
     assert text == "Lantern" and answer == reader.vqa(word, q, max_new_tokens=64)
-    assert Image.open(client.predict("OPEN", "a shop sign", 3, 0, api_name="/generate")).size == (64, 64)
+    assert Image.open(client.predict("OPEN", "a shop sign", 3, 0, api_name="/generate")).size == (128, 32)
     edited = client.predict(handle_file(str(images / "sign.png")), "24,16,140,74", "SHUT", 3, 0, api_name="/edit")
     assert Image.open(edited).size == (320, 120)
     with pytest.raises(AppError, match="empty prompt: type the text to write"):
