@@ -181,7 +181,9 @@ def font_model():
 
 
 def test_font_glyph_map_is_the_text_drawn_in_the_box(font_model):
-    from textharmony.glyph_layout import char_ids, find_font, glyph_image
+    from textharmony.data.synth_render import resolve_font
+    from textharmony.data.wordstrips import glyph_image
+    from textharmony.glyph_layout import char_ids
     g = font_model.decoder.glyph
     tok = font_model.tokenizer
     ids = torch.full((3, 8), -1)
@@ -194,7 +196,7 @@ def test_font_glyph_map_is_the_text_drawn_in_the_box(font_model):
     mask[2, :, 2:14, 20:50] = 1
     m = g(ids, mask)
     assert m.shape == (3, 2, 16, 64)
-    font = find_font("wqy-zenhei")
+    font = resolve_font("wqy-zenhei")
     assert np.allclose(m[0, 0].numpy(), glyph_image("cat", (0.0, 0.0, 64.0, 16.0), (16, 64), font))
     assert np.allclose(m[1, 0].numpy(), glyph_image("ab c", (20.0, 2.0, 50.0, 14.0), (16, 64), font))
     assert m[0, 0].sum() > 5 and m[0, 1].min() == 1                          # ink; the box is the canvas
@@ -209,8 +211,9 @@ def test_the_training_strip_and_the_font_glyph_map_line_up():
     """A strip drawn in the reference font itself: its ink is the glyph map (the renderer and the glyph path
     share the layout rule and the drawing function)."""
     from textharmony.data.wordstrips import render_strip
-    from textharmony.glyph_layout import find_font, glyph_image
-    font = find_font("wqy-zenhei")
+    from textharmony.data.synth_render import resolve_font
+    from textharmony.data.wordstrips import glyph_image
+    font = resolve_font("wqy-zenhei")
     for text in ("harbor", "大米"):
         img, box = render_strip(text, font, random.Random(1), (32, 128))
         a = np.asarray(img.convert("L"), dtype=np.float32)

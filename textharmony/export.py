@@ -66,16 +66,13 @@ def parse_sets(items) -> dict:
 
 def apply_sets(model, sets: dict) -> None:
     """Set the inference defaults on ``model.cfg`` (re-validated: a bad value is refused here)."""
-    import dataclasses
-
-    from .config import ConfigError
+    from .config import ConfigError, DecoderConfig, from_dict, to_dict
     if not sets:
         return
-    dec = dataclasses.asdict(model.cfg.decoder)
-    dec.update({k.split(".", 1)[1]: v for k, v in sets.items()})
+    keys = {k.split(".", 1)[1]: v for k, v in sets.items()}
     try:
-        model.cfg.decoder = type(model.cfg.decoder)(**dec)
-    except (ConfigError, TypeError) as e:
+        model.cfg.decoder = from_dict(DecoderConfig, {**to_dict(model.cfg.decoder), **keys}, prefix="decoder.")
+    except ConfigError as e:
         raise ValueError(f"--set: {e}") from None
     model.decoder.cfg = model.cfg.decoder
 

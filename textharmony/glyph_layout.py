@@ -1,4 +1,4 @@
-"""The glyph path's layout rule, character ids and reference-font drawing (no torch): shared by the writer's
+"""The glyph path's layout rule and character ids (no torch): shared by the writer's
 training renderer (:mod:`textharmony.data.wordstrips`), the collator and the model (:mod:`textharmony.model.glyph`).
 
 Glyph path: the characters to draw, laid out where they go, as extra UNet input channels.
@@ -20,14 +20,11 @@ buffer, saved with its weights.
 
 Two kinds of map (``decoder.glyph_dim`` / ``decoder.glyph_font``): learned per-character templates (nothing
 rendered), or -- AnyText's and GlyphControl's glyph image -- the quoted text drawn in one reference font
-(:func:`draw_text_in_box`, the same function the training renderer draws the targets with, so the two line
-up to the pixel) as a condition: the UNet still draws every pixel of the output from noise, in the style,
+(:func:`textharmony.data.wordstrips.draw_text_in_box`, the same function the training renderer draws the
+targets with, so the two line up to the pixel) as a condition: the UNet still draws every pixel of the output from noise, in the style,
 colour and surroundings of the image; the condition says which strokes go where.
 """
 from __future__ import annotations
-
-import os
-from functools import lru_cache
 
 EM_HEIGHT = 0.7          # em size / box height (at most)
 WIDTH_FILL = 0.92        # text width / box width (at most)
@@ -71,63 +68,3 @@ def layout(advances: list[float], box: tuple[float, float, float, float]) -> tup
         x += a * s
     yc = (y0 + y1) / 2
     return s, spans, (yc - s / 2, yc + s / 2)
-
-
-
-
-GLYPH_FONT = "wqy-zenhei"        # the reference font of ``decoder.glyph_font``: Latin and CJK, Debian's fonts-wqy-zenhei
-FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.local/share/fonts", "~/.fonts")
-
-
-@lru_cache(maxsize=16)
-def find_font(name: str) -> str | None:
-    """A font file path, or a font file's stem (``wqy-zenhei``: ``.../wqy-zenhei.ttc``) searched for in the
-    system's font directories -> its path (None if not found)."""
-    if os.path.isfile(name):
-        return name
-    want = name.lower()
-    for d in FONT_DIRS:
-        d = os.path.expanduser(d)
-        for root, _, files in sorted(os.walk(d)) if os.path.isdir(d) else ():
-            for f in sorted(files):
-                stem, ext = os.path.splitext(f)
-                if stem.lower() == want and ext.lower() in (".ttf", ".ttc", ".otf"):
-                    return os.path.join(root, f)
-    return None
-
-
-def draw_text_in_box(ink, text: str, font: str, box: tuple) -> None:
-    """Draw ``text`` into the ``L``-mode PIL canvas ``ink`` by the layout rule: em size and horizontal extent
-    from the advance table, the rendered ink scaled to exactly that extent (so every text in every font fills
-    its span, and the glyph condition and the training targets line up)."""
-    from PIL import Image, ImageDraw, ImageFont
-    text = text.replace("\u2581", " ")
-    if not text.strip():
-        return
-    s, spans, (ya, yb) = layout([default_advance(c) for c in text], box)
-    size = max(4, int(round(s)))
-    f = ImageFont.truetype(font, size)
-    l, t, r, b = f.getbbox(text)
-    asc, desc = f.getmetrics()
-    tw = max(1, r - l)
-    tmp = Image.new("L", (tw, asc + desc), 0)
-    ImageDraw.Draw(tmp).text((-l, 0), text, font=f, fill=255)
-    xa, xb = spans[0][0], spans[-1][1]
-    w = max(1, int(round(xb - xa)))
-    h = max(1, int(round((asc + desc) * s / size)))
-    tmp = tmp.resize((w, h), Image.BILINEAR)
-    yc = (ya + yb) / 2
-    ink.paste(255, (int(round(xa)), int(round(yc - h / 2))), tmp)
-
-
-@lru_cache(maxsize=4096)
-def glyph_image(text: str, box: tuple, hw: tuple, font: str):
-    """``text`` drawn by :func:`draw_text_in_box` in ``font`` into ``box`` of an ``hw`` = (H, W) canvas ->
-    float32 array (H, W), ink 1, background 0 (read-only: cached)."""
-    import numpy as np
-    from PIL import Image
-    ink = Image.new("L", (int(hw[1]), int(hw[0])), 0)
-    draw_text_in_box(ink, text, font, box)
-    a = np.asarray(ink, np.float32) / 255.0
-    a.setflags(write=False)
-    return a

@@ -62,7 +62,7 @@ def redraw(src, old: str, new: str, font: str, box):
     Redrawing ``old`` gives ``src`` back up to uint8 rounding."""
     from PIL import Image
 
-    from textharmony.glyph_layout import draw_text_in_box
+    from textharmony.data.wordstrips import draw_text_in_box
     a = np.asarray(src.convert("RGB"), np.float32)
     x0, y0, x1, y1 = box
     ink = Image.new("L", src.size, 0)

@@ -2,7 +2,7 @@
 
 A strip is an H x W image (the decoder's resolution, e.g. 32 x 128) with one text -- a word, two short
 words, a number or 1-4 Chinese characters -- drawn in a training font by the glyph path's layout rule
-(:func:`textharmony.model.glyph.layout`), so the map the UNet is given and the letters it must draw line up:
+(:func:`textharmony.glyph_layout.layout`), so the map the UNet is given and the letters it must draw line up:
 the text's ink is scaled to exactly the span the rule gives it. Two kinds:
 
 * text-to-image: the text fills the canvas (its box is the whole strip), on a flat or graded background;
@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import random
 import string
+from functools import lru_cache
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
-from ..glyph_layout import EM_HEIGHT, WIDTH_FILL, default_advance, draw_text_in_box
+from .synth_render import load_font
+
+from ..glyph_layout import EM_HEIGHT, WIDTH_FILL, default_advance, layout
 from .wordcrops import (RenderedStream, _lum, cased, chinese_words, english_words, font_families, is_heldout,
                         pick_font)
 from ..charset import COMMON_ZH_CHARS
@@ -82,6 +85,41 @@ def _colours(rng: random.Random) -> tuple[list[int], list[int]]:
             break
     v = rng.randint(0, 40) if lb > 128 else rng.randint(215, 255)
     return bg, [v, v, v]
+
+
+def draw_text_in_box(ink: Image.Image, text: str, font: str, box: tuple) -> None:
+    """Draw ``text`` into the ``L``-mode ``ink`` canvas by the layout rule: em size and horizontal extent
+    from the advance table, the rendered ink scaled to exactly that extent (so every text in every font fills
+    its span, and the training targets and the glyph condition, :func:`glyph_image`, line up)."""
+    text = text.replace("\u2581", " ")
+    if not text.strip():
+        return
+    s, spans, (ya, yb) = layout([default_advance(c) for c in text], box)
+    size = max(4, int(round(s)))
+    f = load_font(font, size)
+    l, t, r, b = f.getbbox(text)
+    asc, desc = f.getmetrics()
+    tw = max(1, r - l)
+    tmp = Image.new("L", (tw, asc + desc), 0)
+    ImageDraw.Draw(tmp).text((-l, 0), text, font=f, fill=255)
+    xa, xb = spans[0][0], spans[-1][1]
+    w = max(1, int(round(xb - xa)))
+    h = max(1, int(round((asc + desc) * s / size)))
+    tmp = tmp.resize((w, h), Image.BILINEAR)
+    yc = (ya + yb) / 2
+    ink.paste(255, (int(round(xa)), int(round(yc - h / 2))), tmp)
+
+
+@lru_cache(maxsize=256)
+def glyph_image(text: str, box: tuple, hw: tuple, font: str) -> np.ndarray:
+    """``text`` drawn by :func:`draw_text_in_box` in ``font`` into ``box`` of an ``hw`` = (H, W) canvas ->
+    float32 array (H, W), ink 1, background 0 (read-only: cached) -- the glyph condition of
+    :class:`textharmony.model.glyph.GlyphRender`."""
+    ink = Image.new("L", (int(hw[1]), int(hw[0])), 0)
+    draw_text_in_box(ink, text, font, box)
+    a = np.asarray(ink, np.float32) / 255.0
+    a.setflags(write=False)
+    return a
 
 
 def render_strip(text: str, font: str, rng: random.Random, hw: tuple[int, int], edit: bool = False,

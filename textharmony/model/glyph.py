@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..glyph_layout import DEFAULT_ADVANCE, glyph_image, layout
+from ..data.wordstrips import glyph_image
+from ..glyph_layout import DEFAULT_ADVANCE, layout
 
 
 def mask_box(mask: torch.Tensor) -> tuple[float, float, float, float]:
@@ -108,7 +109,7 @@ class GlyphLayout(nn.Module):
 class GlyphRender(nn.Module):
     """Character ids (G, L) (pad < 0) + masks (G, 1, H, W) -> glyph maps (G, 2, H, W): the characters'
     text drawn in the reference ``font`` by the layout rule inside the mask's box (ink 1, else 0: AnyText's
-    glyph image, :func:`textharmony.glyph_layout.glyph_image`), and a 1 over the box (0 everywhere when
+    glyph image, :func:`textharmony.data.wordstrips.glyph_image`), and a 1 over the box (0 everywhere when
     there are no characters: the null condition). No weights: ``tokens`` (the tokenizer's token per id)
     turns ids back into text."""
 

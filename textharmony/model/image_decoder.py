@@ -19,7 +19,7 @@ from diffusers.training_utils import compute_snr
 from torch import nn
 
 from ..config import ConfigError, DecoderConfig, load_pretrained
-from ..glyph_layout import default_advance, find_font
+from ..glyph_layout import default_advance
 from .glyph import GlyphLayout, GlyphRender
 
 
@@ -125,11 +125,13 @@ class ImageDecoder(nn.Module):
         elif cfg.glyph_font:
             if tokenizer is None:
                 raise ConfigError("'decoder.glyph_font' needs the model's tokenizer")
-            font = find_font(cfg.glyph_font)
-            if font is None:
+            from ..data.synth_render import SynthError, resolve_font
+            try:
+                font = resolve_font(cfg.glyph_font)
+            except SynthError:
                 raise ConfigError(f"config key 'decoder.glyph_font': font {cfg.glyph_font!r} not found (a file, or a "
                                   f"file stem in /usr/share/fonts); install it (Debian: apt install fonts-wqy-zenhei) "
-                                  f"or give a font file's path")
+                                  f"or give a font file's path") from None
             glyph = GlyphRender(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))), font)
         return cls(unet, vae, scheduler, cfg, glyph)
 
