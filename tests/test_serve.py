@@ -138,9 +138,9 @@ def test_feature_cache_runs_the_vit_once_per_image(pipe):
     calls = []
     real = pipe.model.visual_tokens
 
-    def counting(pixels):
+    def counting(pixels, *rest):
         calls.append(pixels.shape[0])
-        return real(pixels)
+        return real(pixels, *rest)
     pipe.model.visual_tokens = counting
     try:
         cache = enable_feature_cache(pipe.model, max_entries=2)

@@ -51,6 +51,39 @@ def _check_choice(section: str, obj: Any, key: str, choices: tuple) -> None:
 
 # --------------------------------------------------------------------------- model
 @dataclass
+class TilingConfig:
+    """Dynamic-resolution tiling of the ViT input (``textharmony.data.tiling``, DocOwl 1.5's shape-adaptive
+    cropping / LLaVA-1.6's AnyRes): an image is resized onto the grid of ViT-sized crops (rows x cols, chosen
+    among ``anchors``) that best fits its size and aspect, and read as one global view + the crops, each with
+    its crop-position embedding (``textharmony.model.tile_position``). ``enabled: false`` (the default): one view
+    per image, as without this section. ``anchors``: [[rows, cols], ...], each with rows x cols <= ``max_tiles``;
+    empty = every grid of at most ``max_tiles`` crops. [1, 1] (one view, no crops) is always a candidate, so an
+    image no larger than the ViT input stays untiled."""
+    enabled: bool = False
+    max_tiles: int = 6
+    anchors: list = field(default_factory=list)
+
+    def __post_init__(self):
+        _check_range("vision.tiling", self, {"max_tiles": 1})
+        if not isinstance(self.anchors, list):
+            raise ConfigError(f"config key 'vision.tiling.anchors' must be a list of [rows, cols] pairs, got "
+                              f"{self.anchors!r}")
+        seen = set()
+        for a in self.anchors:
+            ok = (isinstance(a, (list, tuple)) and len(a) == 2
+                  and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in a))
+            if not ok:
+                raise ConfigError(f"config key 'vision.tiling.anchors' must be [rows, cols] pairs of positive "
+                                  f"integers, got {a!r}")
+            if isinstance(self.max_tiles, int) and a[0] * a[1] > self.max_tiles:
+                raise ConfigError(f"config key 'vision.tiling.anchors': {list(a)} is {a[0] * a[1]} crops, more "
+                                  f"than 'vision.tiling.max_tiles'={self.max_tiles}")
+            if tuple(a) in seen:
+                raise ConfigError(f"config key 'vision.tiling.anchors' lists {list(a)} twice")
+            seen.add(tuple(a))
+
+
+@dataclass
 class VisionConfig:
     """Vision tower. ``pretrained`` is a hub id or local dir; else ``arch`` builds it randomly."""
     pretrained: Optional[str] = None
@@ -68,6 +101,7 @@ class VisionConfig:
     ctc_weight: float = 0.0                     # >0: auxiliary CTC loss of a linear head on the visual tokens
     image_mean: list = field(default_factory=lambda: [0.48145466, 0.4578275, 0.40821073])
     image_std: list = field(default_factory=lambda: [0.26862954, 0.26130258, 0.27577711])
+    tiling: TilingConfig = field(default_factory=TilingConfig)   # dynamic-resolution crops (off by default)
 
     def __post_init__(self):
         if self.resize not in ("square", "letterbox"):
@@ -98,6 +132,9 @@ class DetectorConfig:
     Reading stays the LLM's: ``spot`` reads each detected quad with it."""
     enabled: bool = False
     size: int = 256                             # input side (letterboxed square)
+    # > size: an image larger than `size` is detected at its own scale (its long side rounded up to 32 px),
+    # up to max_size -- small text on a large page (a receipt, a form) stays the size it was trained at
+    max_size: int = 0                           # 0: every image at `size`
     channels: list = field(default_factory=lambda: [24, 48, 96, 128])   # stride 2, 4, 8, 16 stages
     shrink: float = 0.4                         # kernel = polygon shrunk by A (1 - r^2) / L (DBNet)
     thresh: float = 0.3                         # probability threshold of the kernel map
@@ -108,6 +145,9 @@ class DetectorConfig:
     def __post_init__(self):
         if self.size < 32 or self.size % 16:
             raise ConfigError(f"config key 'detector.size' must be a multiple of 16, >= 32, got {self.size}")
+        if self.max_size and (self.max_size < self.size or self.max_size % 32):
+            raise ConfigError(f"config key 'detector.max_size' must be 0 (off) or a multiple of 32 >= detector.size "
+                              f"({self.size}), got {self.max_size}")
         if len(self.channels) != 4 or not all(isinstance(c, int) and c > 0 for c in self.channels):
             raise ConfigError("config key 'detector.channels' must be 4 positive ints (stride 2, 4, 8, 16 stages)")
         if not (0 < self.shrink < 1 and 0 < self.thresh < 1 and 0 <= self.box_thresh < 1 and self.unclip > 0):

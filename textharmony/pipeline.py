@@ -299,14 +299,17 @@ class TextHarmonyPipeline:
         items = []
         for ims, prompt in requests:
             turns = prompt_turns(prompt, len(ims), image_output)
-            key = prompt if isinstance(prompt, str) else None
+            views = col.views(ims)                   # () untiled; a tiling model's lengths depend on the images
+            key = (prompt, views) if isinstance(prompt, str) else None
             enc = done.get(key) if key is not None else None
             if enc is None:
-                enc = col.tokens(turns, not image_output)
+                enc = col.tokens(turns, not image_output, ims)
                 if len(enc.input_ids) > c.max_length:
                     n_img = sum(t["content"].count(IMAGE_TOKEN) for t in turns)
+                    per = f"{self.model.num_image_tokens}" if not views else \
+                        f"{self.model.num_image_tokens} per view, {sum(views)} views"
                     raise InputError(f"prompt too long: {len(enc.input_ids)} tokens ({n_img} image(s) x "
-                                     f"{self.model.num_image_tokens}) for the model's max_length {c.max_length}; "
+                                     f"{per}) for the model's max_length {c.max_length}; "
                                      f"shorten the text or drop earlier turns/images")
                 if key is not None:
                     done[key] = enc
@@ -327,7 +330,8 @@ class TextHarmonyPipeline:
             b = g.to_device(self.model, chunk[0][0].collate([x[3] for x in chunk]))
             out += g.generate_text_ids(self.model, b["input_ids"], b["attention_mask"], b["pixel_values"],
                                        max_new_tokens, images=[im for x in chunk for im in x[2]],
-                                       route_texts=[g.first_user_text(x[1]) for x in chunk], **gen)
+                                       route_texts=[g.first_user_text(x[1]) for x in chunk],
+                                       view_pos=b.get("view_pos"), **gen)
         return out
 
     def _generate_images(self, prompt: str, images: list[Image.Image] = (), mask: Image.Image | None = None,
@@ -340,7 +344,8 @@ class TextHarmonyPipeline:
         pils = g.generate_image_ids(self.model, b["input_ids"], b["attention_mask"], b["prompt_mask"],
                                     b["pixel_values"], masked, m, images=vit_images,
                                     route_texts=[g.first_user_text(turns)],
-                                    glyph_ids=col.glyph_ids([turns[0]["content"]]), **kw)
+                                    glyph_ids=col.glyph_ids([turns[0]["content"]]), view_pos=b.get("view_pos"),
+                                    **kw)
         return g.finish_images(self.model, pils, images[0] if mask is not None else None, mask, size)
 
     def read(self, task: str, images: Sequence | None = None, *, questions: Sequence | None = None,
@@ -475,19 +480,18 @@ class TextHarmonyPipeline:
         from .model.detector import detect_words
         found = detect_words(self.model.detector, images, batch_size=self.batch_size)
         height = self.model.cfg.vision.image_height or 32
-        if task in ("ocr", "vqa"):   # one line of at most two words (or none): a crop, the reader's input, seen whole
+        if task == "vqa":   # the page as its word crops in reading order, then the question (as trained)
+            from .data.layouts import page_view
+            reqs = []
+            for im, ds, q in zip(images, found, questions):
+                crops, head = page_view(im, ds, height)
+                reqs.append((crops, head + "\n" + q))
+            texts = self._generate_texts(reqs, mnt, **gen)
+            return [{"text": t} for t in texts]
+        if task == "ocr":   # one line of at most two words (or none): a crop, the reader's input, seen whole
             for im, ds in zip(images, found):
                 if len(ds) <= 2 and all(d["line"] == 0 for d in ds):
                     ds[:] = [{"polygon": bbox_to_polygon((0, 0, *im.size)), "line": 0, "whole": True}]
-        if task == "vqa":
-            from .data.layouts import page_prompt
-            reqs = []
-            for im, ds, q in zip(images, found, questions):
-                counts = [sum(1 for d in ds if d["line"] == k) for k in range(1 + max((d["line"] for d in ds), default=-1))]
-                reqs.append(([im if d.get("whole") else rectify(im, d["polygon"], height) for d in ds],
-                             (page_prompt(counts) + "\n" + q).lstrip("\n")))
-            texts = self._generate_texts(reqs, mnt, **gen)
-            return [{"text": t} for t in texts]
         if task != "detect":
             crops = [im if d.get("whole") else rectify(im, d["polygon"], height) for im, ds in zip(images, found)
                      for d in ds]

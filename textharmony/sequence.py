@@ -1,7 +1,8 @@
 """How a conversation becomes one interleaved token sequence (shared by training and inference).
 
 Markers inside message text:
-  ``<image>``  an input image; expanded to K visual-token positions (K = connector output length);
+  ``<image>``  an input image; expanded to K visual-token positions (K = connector output length) per ViT
+               view: one view untiled, 1 global + rows x cols crops when the model tiles it (``views``);
   ``<boi>``    in an assistant turn: "generate an image here"; expanded to
                ``<boi>`` + N ``<img_q>`` query positions + ``<eoi>``.
 The LLM's embeddings at ``<image>`` positions are replaced by visual tokens, at ``<img_q>``
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Sequence
 
 IMAGE_TOKEN = "<image>"
 BOI_TOKEN = "<boi>"
@@ -64,8 +66,12 @@ class Encoded:
 
 def encode_conversation(tokenizer, turns: list[dict], num_image_tokens: int, num_queries: int,
                         system: str = "", max_length: int | None = None,
-                        add_generation_prompt: bool = False) -> Encoded:
+                        add_generation_prompt: bool = False, views: Sequence[int] = ()) -> Encoded:
     """Tokenise ``turns`` ([{role: user|assistant, content: str}]) into ids + labels.
+
+    ``views``: ViT views of each input image, in order (dynamic-resolution tiling: 1 + rows x cols for a tiled
+    image); image i expands to ``num_image_tokens * views[i]`` positions, 1 view for images past the list
+    (the default: K positions per image).
 
     ``add_generation_prompt``: end with the assistant header `` ASSISTANT: `` exactly as training tokenises it
     (for inference; the last turn must be a user turn), so the first generated token is the first answer
@@ -79,6 +85,7 @@ def encode_conversation(tokenizer, turns: list[dict], num_image_tokens: int, num
     def text(s: str) -> list[int]:
         return tokenizer(s, add_special_tokens=False)["input_ids"] if s else []
 
+    n_seen = 0                   # <image> markers so far (the index into ``views``)
     prefix = ([tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []) + text(system)
     enc.input_ids += prefix
     enc.labels += [IGNORE_INDEX] * len(prefix)
@@ -99,9 +106,11 @@ def encode_conversation(tokenizer, turns: list[dict], num_image_tokens: int, num
             if not part:
                 continue
             if part == IMAGE_TOKEN:
-                seg_ids += [ids_.image] * num_image_tokens
-                seg_lab += [IGNORE_INDEX] * num_image_tokens
+                k = num_image_tokens * (int(views[n_seen]) if n_seen < len(views) else 1)
+                seg_ids += [ids_.image] * k
+                seg_lab += [IGNORE_INDEX] * k
                 n_img += 1
+                n_seen += 1
             elif part == BOI_TOKEN:
                 if not train:
                     raise ValueError(f"turn {i}: {BOI_TOKEN} may only appear in an assistant turn")

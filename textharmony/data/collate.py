@@ -8,9 +8,15 @@ Batch (B rows, L tokens, M ViT images, G image outputs; S = ViT side, R x R (or 
   prompt_mask      BoolTensor (B, L), True on the tokens before the first answer token (what a sequence-level
                    gate may see; the whole prompt of a generation request)
   pixel_values     FloatTensor (M, 3, H, W), ViT-normalised, in order of appearance (row 0's first); M may be 0
-                   (H = W = S unless the model's ``vision.image_height`` is set)
-  ctc_labels       LongTensor (M, T): per input image, the answer's token ids for records marked ``"ctc": true``
-                   (a word crop and its transcription), else all -100; -100-padded; only when a row has one
+                   (H = W = S unless the model's ``vision.image_height`` is set). One row per ViT *view*: an
+                   image is one view, or with ``vision.tiling`` 1 global view + rows x cols crops (its rows
+                   consecutive, the global view first)
+  view_pos         LongTensor (M, 2), only when the processor tiles: (row, col) of each view's crop in its image's
+                   grid, (-1, -1) for a whole-image view (an untiled image, or a tiled one's global view); every
+                   image starts with a (-1, -1) row, so the rows also say where each image's views begin
+  ctc_labels       LongTensor (M, T): per input view, the answer's token ids for records marked ``"ctc": true``
+                   (a word crop and its transcription; an untiled one), else all -100; -100-padded; only when a row
+                   has one
   gen_target       FloatTensor (G, 3, R, R) in [-1, 1], one per ``<boi>`` block, in order of appearance
   gen_masked       FloatTensor (G, 3, R, R): masked input in [-1, 1], masked pixels 0 (t2i: zeros)
   gen_mask         FloatTensor (G, 1, R, R) in {0, 1}, 1 = repaint (t2i: ones)
@@ -21,7 +27,9 @@ Batch (B rows, L tokens, M ViT images, G image outputs; S = ViT side, R x R (or 
   task             list[str] (B)
   prompt_text      list[str] (B): content of the first user turn (markers included)
 Edit samples: the ViT sees the masked image (``masks.apply_mask``), the decoder the masked image + mask
-and the target. Each ``<image>`` is expanded to K = ``num_image_tokens`` positions by ``encode_conversation``.
+and the target. Each ``<image>`` is expanded to K = ``num_image_tokens`` positions per view by
+``encode_conversation`` (``views``: :meth:`Collator.views`, from the processor's grid choice), so a batch mixing
+tiled and untiled images, or grids of different sizes, is padded like any batch of different lengths.
 
 Two levels: :meth:`Collator.encode` turns a data record + its images into an :class:`Encoded` sample (the
 record's rules: which image the ViT reads, the edit mask; raises :class:`SampleError`);
@@ -68,6 +76,7 @@ class Encoded:
     prompt_text: str
     truncated: bool = False
     ctc: list | None = None         # CTC target ids of the (single) input image, or None
+    view_pos: torch.Tensor | None = None   # (m, 2) (row, col) of each ViT view; None when the processor does not tile
 
 
 class Collator:
@@ -89,11 +98,14 @@ class Collator:
         self.max_length = max_length
         self.system = system or ""
         ids = SpecialIds.from_tokenizer(tokenizer)
-        self.pad_id, self.eos_id = ids.pad, ids.eos
+        self.pad_id, self.eos_id, self.image_id = ids.pad, ids.eos, ids.image
         self.processor = processor if processor is not None else ImageProcessor(
             image_size, image_mean, image_std, resolution, image_height=image_height, resize=resize)
         self.padding_side = padding_side
         self.skipped: dict = {}
+        # (record, images) -> (record, images): a detector model's page view of page tasks
+        # (data.layouts.PageView, set by training for a model with a text detector); None: records as they are
+        self.page_view = None
 
     @classmethod
     def for_model(cls, model, padding_side: str = "right", processor: ImageProcessor | None = None,
@@ -106,47 +118,70 @@ class Collator:
                    processor=processor if processor is not None else model.processor, padding_side=padding_side)
 
     # ------------------------------------------------------------------ one sample
-    def tokens(self, turns: list[dict], generation_prompt: bool = False):
-        """``encode_conversation`` with this collator's K, N, system prompt and max_length."""
+    def views(self, images: Sequence[Image.Image]) -> tuple[int, ...]:
+        """ViT views of each image (:meth:`ImageProcessor.num_views`); () when the processor does not tile."""
+        return tuple(self.processor.num_views(im) for im in images) if self.processor.tiling else ()
+
+    def tokens(self, turns: list[dict], generation_prompt: bool = False, images: Sequence[Image.Image] = ()):
+        """``encode_conversation`` with this collator's K, N, system prompt and max_length; ``images``: the ViT's
+        images, in order (a tiling processor's views per image set their ``<image>`` lengths)."""
         return encode_conversation(self.tokenizer, turns, self.K, self.N, system=self.system,
-                                   max_length=self.max_length, add_generation_prompt=generation_prompt)
+                                   max_length=self.max_length, add_generation_prompt=generation_prompt,
+                                   views=self.views(images))
 
     def encode_parts(self, turns: list[dict], vit_images: Sequence[Image.Image] = (), gen: tuple | None = None, *,
                      task: str = "", generation_prompt: bool = False, enc=None) -> Encoded:
         """Turns + the PIL images the ViT reads (one per ``<image>``, in order) + ``gen`` = (target (3, R, R),
         masked (3, R, R), mask (1, R, R)) tensors for a ``<boi>`` block (or None) -> :class:`Encoded`.
         ``generation_prompt``: end with the assistant header and no answer (a generation request). ``enc``: the
-        turns already encoded by :meth:`tokens`."""
-        enc = enc if enc is not None else self.tokens(turns, generation_prompt)
+        turns already encoded by :meth:`tokens` (with the same ``vit_images``)."""
+        enc = enc if enc is not None else self.tokens(turns, generation_prompt, vit_images)
         first = next((i for i, v in enumerate(enc.labels) if v != IGNORE_INDEX), len(enc.input_ids))
         (H, W), (Rh, Rw) = self.processor.image_hw, self.processor.decoder_hw
-        pix = torch.cat([self.processor.vit(im)[None] for im in vit_images]) if len(vit_images) else \
-            torch.zeros(0, 3, H, W)
+        pos = None
+        if self.processor.tiling:
+            views = [self.processor.views(im) for im in vit_images]
+            pix = torch.cat([v[0] for v in views]) if views else torch.zeros(0, 3, H, W)
+            pos = torch.cat([v[1] for v in views]) if views else torch.zeros(0, 2, dtype=torch.long)
+            n_pos = sum(1 for t in enc.input_ids if t == self.image_id)
+            if len(vit_images) == enc.num_images and n_pos != pix.shape[0] * self.K:
+                raise ValueError(f"the turns were encoded for other images: {n_pos} <image> positions, but the "
+                                 f"{len(vit_images)} image(s) are {pix.shape[0]} views x {self.K} tokens; encode "
+                                 f"them with tokens(turns, images=...)")
+        else:
+            pix = torch.cat([self.processor.vit(im)[None] for im in vit_images]) if len(vit_images) else \
+                torch.zeros(0, 3, H, W)
         if gen is None:
             gt, gm, gk = torch.zeros(0, 3, Rh, Rw), torch.zeros(0, 3, Rh, Rw), torch.zeros(0, 1, Rh, Rw)
         else:
             gt, gm, gk = (x[None] for x in gen)
-        return Encoded(enc.input_ids, enc.labels, first, pix, gt, gm, gk, task, turns[0]["content"], enc.truncated)
+        return Encoded(enc.input_ids, enc.labels, first, pix, gt, gm, gk, task, turns[0]["content"], enc.truncated,
+                       view_pos=pos)
 
     def encode(self, record: dict, images: dict) -> Encoded:
         """A data record + ``images`` {"input"?: PIL RGB, "target"?: PIL RGB, "mask"?: PIL L} -> :class:`Encoded`.
 
         The ViT reads ``input`` (the target when an edit sample has only target + mask), masked by the mask; the
         decoder gets the target, the masked input (or target) and the mask, or t2i's empty condition."""
+        if self.page_view is not None:
+            record, images = self.page_view(record, images)
+        inp, target, mask = images.get("input"), images.get("target"), images.get("mask")
+        # the ViT's image(s), for their views per <image> (only a tiling processor's lengths depend on them;
+        # masking keeps the size, so the source's grid is the masked image's)
+        src = inp if inp is not None else (target if mask is not None else None)
+        sizing = list(inp) if isinstance(inp, (list, tuple)) else [src] if src is not None else []
         try:
-            enc = self.tokens(record["turns"])
+            enc = self.tokens(record["turns"], images=sizing)
         except ValueError:
             raise SampleError("too_long") from None
         if all(v == IGNORE_INDEX for v in enc.labels):
             raise SampleError("too_long" if enc.truncated else "no_answer")
-        inp, target, mask = images.get("input"), images.get("target"), images.get("mask")
         vit = []
         if enc.num_images and isinstance(inp, (list, tuple)):    # several input images (a page's word crops)
             if len(inp) != enc.num_images or mask is not None:
                 raise SampleError("missing_input")
             vit = list(inp)
         elif enc.num_images:
-            src = inp if inp is not None else (target if mask is not None else None)
             if src is None or enc.num_images > 1:
                 raise SampleError("missing_input")
             vit = [apply_mask(src, mask) if mask is not None else src]
@@ -194,13 +229,19 @@ class Collator:
             pm[i, o:o + e.prompt_len] = True
         cat = lambda xs, shape: torch.cat(xs) if xs else torch.zeros(0, *shape)  # noqa: E731
         out = {}
-        ctc_rows = [(e.ctc if e.ctc is not None else []) for e in items for _ in range(e.pixel_values.shape[0])]
+        # CTC reads one untiled word crop: a tiled image's views (its global view included) get no target
+        ctc_rows = [(e.ctc if e.ctc is not None and e.pixel_values.shape[0] == 1 else [])
+                    for e in items for _ in range(e.pixel_values.shape[0])]
         if any(ctc_rows):
             T = max(len(r) for r in ctc_rows)
             ctc = torch.full((len(ctc_rows), T), IGNORE_INDEX, dtype=torch.long)
             for i, r in enumerate(ctc_rows):
                 ctc[i, :len(r)] = torch.tensor(r, dtype=torch.long)
             out["ctc_labels"] = ctc
+        if self.processor.tiling:
+            out["view_pos"] = torch.cat([e.view_pos if e.view_pos is not None else
+                                         torch.full((e.pixel_values.shape[0], 2), -1, dtype=torch.long)
+                                         for e in items]) if items else torch.zeros(0, 2, dtype=torch.long)
         out["gen_glyph"] = self.glyph_ids([e.prompt_text for e in items for _ in range(e.gen_target.shape[0])])
         return out | {
             "input_ids": ids, "attention_mask": am, "labels": labels, "prompt_mask": pm,

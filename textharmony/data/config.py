@@ -104,10 +104,11 @@ class DataConfig:
 
     def image_processor(self, default=None):
         """The :class:`~textharmony.data.transforms.ImageProcessor` of this (resolved) config: ``default`` (the
-        model's own) when its settings are these, else a new one from these settings."""
+        model's own) when its settings are these, else a new one from these settings (and ``default``'s tiling)."""
         from .transforms import ImageProcessor
         p = ImageProcessor(self.image_size, self.image_mean, self.image_std, self.resolution, self.image_height,
-                           self.image_resize, self.resolution_height or 0)
+                           self.image_resize, self.resolution_height or 0,
+                           tiling=getattr(default, "tiling", None))      # the model's tiling follows its data
         return default if default is not None and default.settings() == p.settings() else p
 
     def resolve(self, model_cfg=None) -> "DataConfig":

@@ -81,6 +81,88 @@ def page_prompt(lines: list[int]) -> str:
     return "\n".join(" ".join([IMAGE_TOKEN] * k) for k in lines if k)
 
 
+def page_view(image, found: list[dict], height: int = 32) -> tuple[list, str]:
+    """How a model with a text detector sees a whole page: (word crops in reading order, the prompt's image part).
+
+    ``found``: the detector's words on ``image`` (``[{"polygon", "line"}]`` in reading order,
+    :func:`textharmony.model.detector.detect_words`). Each word is rectified to ``height`` px
+    (:func:`~textharmony.data.kernels.rectify`); one line of at most two words (or none) is taken for a crop --
+    the reader's own input, which holds one or two words -- and seen whole. Inference (the pipeline's page
+    route) and training (:class:`PageView`) both call this."""
+    if len(found) <= 2 and all(d["line"] == 0 for d in found):
+        return [image], page_prompt([1])
+    crops = [rectify(image, d["polygon"], height) for d in found]
+    counts = [0] * (1 + max(d["line"] for d in found))
+    for d in found:
+        counts[d["line"]] += 1
+    return crops, page_prompt(counts)
+
+
+class PageView:
+    """A training sample of a page task as the pipeline reads it on a detector model (``detect(image) ->
+    found``: the model's own detector, so training sees its misses and splits). Used by
+    :class:`~textharmony.data.collate.Collator` (``page_view``) for records whose input is one image:
+
+    * ``kie`` / ``vqa``: the page's ``<image>`` becomes its detected word crops (:func:`page_view`), the
+      prompt and answer stay;
+    * ``recognize`` of a page with word boxes (a converted document: ``--tasks kie,recognize``) becomes, with
+      probability ``word`` (0.5), one of its words as a crop (jittered like a detector's, rectified: the
+      reader's own task, CTC on -- reading in the documents' fonts, and no drift of single-word reading),
+      else the page's text by lines read from its detected crops (the reading a page task builds on).
+    Other records pass unchanged. Random choices come from ``seed`` and a per-view counter."""
+
+    def __init__(self, detect, height: int = 32, tasks=("kie", "vqa"), word: float = 0.5, seed: int = 0):
+        self.detect, self.height, self.tasks, self.word = detect, height, tuple(tasks), float(word)
+        self.rng = random.Random(f"page-view/{seed}")
+
+    def __call__(self, record: dict, images: dict) -> tuple[dict, dict]:
+        from ..sequence import IMAGE_TOKEN
+        inp = images.get("input")
+        turns = record.get("turns") or []
+        task = record.get("task")
+        if inp is None or isinstance(inp, (list, tuple)) or not turns or "mask" in images \
+                or IMAGE_TOKEN not in turns[0].get("content", ""):
+            return record, images
+        if task == "recognize":
+            return self._reading(record, inp)
+        if task not in self.tasks:
+            return record, images
+        crops, head = page_view(inp, self.detect(inp), self.height)
+        q = turns[0]["content"]
+        if q.startswith(IMAGE_TOKEN + "\n"):       # "<image>\nQ" -> "<crops>\nQ", as the pipeline prompts
+            content = head + "\n" + q[len(IMAGE_TOKEN) + 1:]
+        else:
+            content = q.replace(IMAGE_TOKEN, head, 1)
+        record = {**record, "turns": [{**turns[0], "content": content}, *turns[1:]]}
+        return record, {**images, "input": crops}
+
+    def _reading(self, record: dict, page) -> tuple[dict, dict]:
+        words = [w for w in record.get("words") or [] if str(w.get("text", "")).strip() and w.get("polygon")]
+        if not words:
+            return record, {"input": page}
+        lang = record.get("lang", "en")
+        if self.rng.random() < self.word:
+            w = self.rng.choice(words)
+            poly = _jitter(_quad_of(w["polygon"]), self.rng)
+            crop, text = rectify(page, poly, self.height), str(w["text"])
+            return ({"task": "recognize", "lang": lang, "ctc": True,
+                     "turns": [{"role": "user", "content": "<image>\n" + prompt("recognize", lang, self.rng)},
+                               {"role": "assistant", "content": text}]}, {"input": crop})
+        crops, head = page_view(page, self.detect(page), self.height)
+        text = "\n".join(" ".join(str(x["text"]) for x in line) for line in reading_order([dict(w) for w in words]))
+        return ({"task": "recognize", "lang": lang,
+                 "turns": [{"role": "user", "content": head + "\n" + prompt("recognize", lang, self.rng)},
+                           {"role": "assistant", "content": text}]}, {"input": crops})
+
+
+def _quad_of(polygon) -> list:
+    """A word polygon (>= 3 points) -> its 4-point quad (the polygon itself, or its bounding box)."""
+    if len(polygon) == 4:
+        return [list(map(float, p)) for p in polygon]
+    xs, ys = [float(p[0]) for p in polygon], [float(p[1]) for p in polygon]
+    return [[min(xs), min(ys)], [max(xs), min(ys)], [max(xs), max(ys)], [min(xs), max(ys)]]
+
+
 def _jitter(poly, rng) -> list:
     """A word quad moved / grown by a few percent of its height: crops like a detector's, not the renderer's."""
     import numpy as np

@@ -146,7 +146,10 @@ class MixtureDataset(IterableDataset):
         stats = DataStats.from_dict(st.get("stats"))
         handler = CountingHandler(DataStats() if skip else stats)   # replayed read errors are not re-counted
         target = self.cfg.epoch_samples // n_slots if self.cfg.epoch_samples else None
-        draft = self.collator.processor.min_decode_size
+        # reduced-scale JPEG decoding, but not for a page view (its detector and crops want every pixel) or a
+        # tiling processor (its grid depends on the image's size: inference decodes the file whole)
+        proc = self.collator.processor
+        draft = 0 if self.collator.page_view is not None or proc.tiling else proc.min_decode_size
         bs, buf, consumed, streak = self.cfg.batch_size, [], 0, 0
 
         def meta(final=False):
@@ -300,6 +303,9 @@ def build_loader(cfg: DataConfig, tokenizer, num_image_tokens: int, num_queries:
     settings are its own (:meth:`DataConfig.image_processor`)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     cfg = cfg if cfg.resolved else cfg.resolve(model_cfg)
+    if processor is None and model_cfg is not None:     # the model config's own preprocessing (its tiling too)
+        from .transforms import ImageProcessor
+        processor = ImageProcessor.from_config(model_cfg)
     collator = Collator(tokenizer, num_image_tokens, num_queries, cfg.max_length, system,
                         processor=cfg.image_processor(processor))
     return TextHarmonyLoader(cfg, collator, rank=rank, world_size=world_size)

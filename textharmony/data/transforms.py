@@ -9,6 +9,10 @@ Its input is an RGB PIL image already decoded by :mod:`textharmony.images` (the 
                 (bicubic, aspect not kept, like CLIPImageProcessor with ``do_center_crop=False``);
                 ``"letterbox"`` scales to fit, keeping the aspect ratio, and pads with the image's border
                 colour (:func:`letterbox`); then /255, (x - mean) / std
+  views(img)    ((n, 3, H, W), (n, 2) long): the ViT views of one image and their (row, col) crop positions;
+                untiled (``vision.tiling`` off, or grid (1, 1)): n = 1, ``vit(img)`` at (-1, -1); tiled with
+                grid r x c (:mod:`textharmony.data.tiling`): n = 1 + r * c, the global view ``vit(img)`` first,
+                then the crops of the image fitted onto the r*H x c*W canvas (same ``resize`` policy), row-major
   decoder(img)  (3, Rh, Rw) in [-1, 1] (``decoder_hw``; Rh = Rw = R unless the decoder draws strips)
   mask(img)     (1, Rh, Rw) in {0, 1}, 1 = repaint (nearest resize, > 127)
   to_pil(x)     (3, R, R) in [-1, 1] -> RGB PIL (the decoder's output)
@@ -22,6 +26,8 @@ from typing import Sequence
 import numpy as np
 import torch
 from PIL import Image
+
+from .tiling import candidate_grids, choose_grid, num_views, tile, view_positions
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -49,25 +55,28 @@ class ImageProcessor:
     ``ImageProcessor(vit_size, mean, std, decoder_size, image_height=0, resize="square", decoder_height=0)``,
     or :meth:`from_config` (a ``ModelConfig``). Attributes: ``image_hw`` (H, W) of the ViT input,
     ``decoder_hw`` (Rh, Rw) of the decoder (``resolution`` = Rw), ``min_decode_size`` for reduced-scale JPEG
-    decoding.
+    decoding, ``tiling`` (the ``TilingConfig`` when tiling is enabled, else None) and ``grids`` (its candidates).
     """
 
     def __init__(self, vit_size: int, mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD,
-                 decoder_size: int = 512, image_height: int = 0, resize: str = "square", decoder_height: int = 0):
+                 decoder_size: int = 512, image_height: int = 0, resize: str = "square", decoder_height: int = 0,
+                 tiling=None):
         self.vit_size, self.decoder_size = int(vit_size), int(decoder_size)
         self.image_hw = (int(image_height) or self.vit_size, self.vit_size)
         self.decoder_hw = (int(decoder_height) or self.decoder_size, self.decoder_size)
         self.resize = resize
         self.mean = torch.tensor(list(mean), dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(list(std), dtype=torch.float32).view(3, 1, 1)
+        self.tiling = tiling if tiling is not None and tiling.enabled else None
+        self.grids = candidate_grids(self.tiling.max_tiles, self.tiling.anchors) if self.tiling else [(1, 1)]
 
     @classmethod
     def from_config(cls, cfg) -> "ImageProcessor":
         """The processor of a ``ModelConfig`` (``vision.image_size/image_height/resize/image_mean/image_std``,
-        ``decoder.resolution``)."""
+        ``decoder.resolution``, ``vision.tiling``)."""
         v = cfg.vision
         return cls(v.image_size, v.image_mean, v.image_std, cfg.decoder.resolution, v.image_height, v.resize,
-                   cfg.decoder.height)
+                   cfg.decoder.height, tiling=v.tiling)
 
     @property
     def resolution(self) -> int:
@@ -76,13 +85,32 @@ class ImageProcessor:
 
     @property
     def min_decode_size(self) -> int:
-        """JPEGs may be decoded at reduced scale (``Image.draft``) down to this side."""
-        return max(max(self.image_hw), self.decoder_size)
+        """JPEGs may be decoded at reduced scale (``Image.draft``) down to this side (tiled: the largest canvas)."""
+        (H, W), g = self.image_hw, self.grids
+        return max(max(r for r, _ in g) * H, max(c for _, c in g) * W, self.decoder_size)
 
     def settings(self) -> tuple:
-        """What the tensors depend on: (H, W, resize, mean, std, R)."""
-        return (*self.image_hw, self.resize, tuple(self.mean.flatten().tolist()), tuple(self.std.flatten().tolist()),
-                *self.decoder_hw)
+        """What the tensors depend on: (H, W, resize, mean, std, R) (+ the candidate grids when tiled)."""
+        out = (*self.image_hw, self.resize, tuple(self.mean.flatten().tolist()), tuple(self.std.flatten().tolist()),
+               *self.decoder_hw)
+        return out + (tuple(self.grids),) if self.tiling else out
+
+    # ------------------------------------------------------------------ tiling (textharmony.data.tiling)
+    def grid(self, img: Image.Image) -> tuple[int, int]:
+        """(rows, cols) ``img`` is cut into: (1, 1) (untiled) unless tiling is on and a larger grid fits it."""
+        return choose_grid(img.size, self.image_hw, self.grids) if self.tiling else (1, 1)
+
+    def num_views(self, img: Image.Image) -> int:
+        """ViT views of ``img``: 1 untiled, else 1 global + rows * cols crops."""
+        return num_views(self.grid(img))
+
+    def views(self, img: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pixels (n, 3, H, W), positions (n, 2) long) of ``img`` (module docstring): the global view ``vit(img)``
+        at (-1, -1), then the crops at their (row, col)."""
+        g = self.grid(img)
+        crops = tile(img, g, self.image_hw, self.resize) if g != (1, 1) else []
+        pix = torch.stack([self.vit(img)] + [self._normalise(c) for c in crops])
+        return pix, torch.tensor(view_positions(g), dtype=torch.long)
 
     @staticmethod
     def to_tensor(img: Image.Image, size) -> torch.Tensor:
@@ -102,6 +130,10 @@ class ImageProcessor:
             img = img.convert("RGB")
             if img.size != (W, H):
                 img = img.resize((W, H), Image.BICUBIC)
+        return self._normalise(img)
+
+    def _normalise(self, img: Image.Image) -> torch.Tensor:
+        """An RGB image already H x W -> (3, H, W): /255, (x - mean) / std."""
         x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
         return (x - self.mean) / self.std
 

@@ -107,24 +107,41 @@ def boxes_from_map(prob: np.ndarray, cfg: DetectorConfig, stride: int = 2) -> li
 @torch.no_grad()
 def detect_words(detector: TextDetector, images: Sequence[Image.Image], batch_size: int = 8) -> list[list[dict]]:
     """PIL images -> per image ``[{"polygon": [[x, y] x 4], "score": s, "line": k}]`` in that image's pixels,
-    in reading order (lines top to bottom, each left to right; ``line`` numbers them from 0)."""
-    from ..data.boxes import reading_order
+    in reading order (lines top to bottom, each left to right; ``line`` numbers them from 0). Each image is
+    letterboxed to :func:`detector_side` (``detector.size``, or its own scale up to ``detector.max_size``)."""
     cfg = detector.cfg
     dev = next(detector.parameters()).device
     dtype = next(detector.parameters()).dtype
-    results = []
-    for i in range(0, len(images), batch_size):
-        chunk = list(images[i:i + batch_size])
-        xs, metas = zip(*(detector_input(im, cfg.size) for im in chunk))
-        prob = torch.sigmoid(detector(torch.stack(xs).to(dev, dtype)).float()).cpu().numpy()[:, 0]
-        for im, p, (s, px, py) in zip(chunk, prob, metas):
-            W, H = im.size
-            words = []
-            for q, score in boxes_from_map(p, cfg):
-                q = (q - np.array([px, py], np.float32)) / s
-                q[:, 0] = q[:, 0].clip(0, W)
-                q[:, 1] = q[:, 1].clip(0, H)
-                words.append({"polygon": [[round(float(x), 1), round(float(y), 1)] for x, y in q],
-                              "score": round(score, 4)})
-            results.append([{**w, "line": k} for k, line in enumerate(reading_order(words)) for w in line])
+    sides = [detector_side(im.size, cfg) for im in images]
+    results: list = [None] * len(images)
+    for side in sorted(set(sides)):              # one batch per input side
+        idx = [k for k, s in enumerate(sides) if s == side]
+        for i in range(0, len(idx), batch_size):
+            chunk = idx[i:i + batch_size]
+            xs, metas = zip(*(detector_input(images[k], side) for k in chunk))
+            prob = torch.sigmoid(detector(torch.stack(xs).to(dev, dtype)).float()).cpu().numpy()[:, 0]
+            for k, p, meta in zip(chunk, prob, metas):
+                results[k] = _words(images[k], p, meta, cfg)
     return results
+
+
+def detector_side(size: tuple[int, int], cfg: DetectorConfig) -> int:
+    """The detector's input side for an image of ``size`` = (w, h): ``cfg.size``, or with ``cfg.max_size`` the
+    long side rounded up to 32 px, clamped to [size, max_size] (a large page keeps its text's scale)."""
+    if not cfg.max_size:
+        return cfg.size
+    return int(min(cfg.max_size, max(cfg.size, -(-max(size) // 32) * 32)))
+
+
+def _words(im: Image.Image, prob: np.ndarray, meta, cfg: DetectorConfig) -> list[dict]:
+    """One image's probability map (input side pixels / 2) -> its words in ``im``'s pixels, in reading order."""
+    from ..data.boxes import reading_order
+    s, px, py = meta
+    W, H = im.size
+    words = []
+    for q, score in boxes_from_map(prob, cfg):
+        q = (q - np.array([px, py], np.float32)) / s
+        q[:, 0] = q[:, 0].clip(0, W)
+        q[:, 1] = q[:, 1].clip(0, H)
+        words.append({"polygon": [[round(float(x), 1), round(float(y), 1)] for x, y in q], "score": round(score, 4)})
+    return [{**w, "line": k} for k, line in enumerate(reading_order(words)) for w in line]

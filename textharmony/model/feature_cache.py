@@ -7,7 +7,8 @@
 
 The key is a BLAKE2b digest of the image *as the ViT receives it* (mode, size and pixel bytes of the PIL image after
 any masking), plus the model's dtype and device; the value is that image's (K, D) visual tokens (the connector's
-output). Least-recently-used entries are dropped beyond ``max_entries`` or ``max_bytes``. Thread-safe.
+output; a tiling model's: the image's (views, K, D), keyed apart). Least-recently-used entries are dropped beyond
+``max_entries`` or ``max_bytes``. Thread-safe.
 
 Visual tokens depend on the image alone (the ViT runs outside Slide-LoRA routing; ViT LoRA is not routed), so a hit
 is exact. The cache is off unless enabled, and is bypassed while the model is in training mode (weights change);
@@ -82,9 +83,14 @@ class FeatureCache:
                 self._bytes -= old.numel() * old.element_size()
 
     @torch.no_grad()
-    def visual_tokens(self, model, images: list[Image.Image], pixel_values: torch.Tensor) -> torch.Tensor:
+    def visual_tokens(self, model, images: list[Image.Image], pixel_values: torch.Tensor,
+                      view_pos: torch.Tensor | None = None) -> torch.Tensor:
         """(M, K, D) visual tokens of ``images`` (in order; ``pixel_values`` (M, 3, H, W) are their ViT inputs):
-        cached ones looked up, the rest run through the ViT + connector in one batch and stored."""
+        cached ones looked up, the rest run through the ViT + connector in one batch and stored. With
+        ``view_pos`` (a tiling model's batch: M views, each image's starting at a (-1, -1) row) an entry is one
+        image's views."""
+        if view_pos is not None:
+            return self._tiled(model, images, pixel_values, view_pos)
         if len(images) != pixel_values.shape[0]:
             raise ValueError(f"{len(images)} images but {pixel_values.shape[0]} pixel_values")
         tag = (str(model.dtype), str(model.device))
@@ -105,6 +111,34 @@ class FeatureCache:
                 found[i] = computed[keys[i]]
         return torch.stack(found)
 
+    def _tiled(self, model, images, pixel_values, view_pos) -> torch.Tensor:
+        """:meth:`visual_tokens` of a tiling model's batch: entries (views, K, D) per image, concatenated."""
+        starts = [i for i, p in enumerate(view_pos[:, 0].tolist()) if p < 0]
+        if len(images) != len(starts) or (starts and starts[0] != 0):
+            raise ValueError(f"{len(images)} images but {len(starts)} images' views in pixel_values")
+        spans = list(zip(starts, starts[1:] + [pixel_values.shape[0]]))
+        tag = ("tiled", str(model.dtype), str(model.device))
+        keys = [(image_key(im), *tag) for im in images]
+        found = [self._get(k) for k in keys]
+        missing = [i for i, v in enumerate(found) if v is None]
+        self.hits += len(images) - len(missing)
+        self.misses += len(missing)
+        computed: dict = {}
+        if missing:
+            uniq: dict = {}
+            for i in missing:
+                uniq.setdefault(keys[i], i)
+            rows = [r for i in uniq.values() for r in range(*spans[i])]
+            vis = model.visual_tokens(pixel_values[rows], view_pos[rows])       # (views of those images, K, D)
+            o = 0
+            for k, i in uniq.items():
+                n = spans[i][1] - spans[i][0]
+                computed[k] = vis[o:o + n]
+                self._put(k, computed[k].detach())
+                o += n
+        found = [v if v is not None else computed[k] for v, k in zip(found, keys)]
+        return torch.cat(found)
+
 
 def enable_feature_cache(model, max_entries: int = 32, max_bytes: int = 256 * 2 ** 20) -> FeatureCache:
     """Attach a new :class:`FeatureCache` to ``model`` (``model.feature_cache``) and return it."""
@@ -112,10 +146,14 @@ def enable_feature_cache(model, max_entries: int = 32, max_bytes: int = 256 * 2 
     return model.feature_cache
 
 
-def cached_visual_tokens(model, images: list[Image.Image], pixel_values: torch.Tensor | None) -> torch.Tensor | None:
+def cached_visual_tokens(model, images: list[Image.Image], pixel_values: torch.Tensor | None,
+                         view_pos: torch.Tensor | None = None) -> torch.Tensor | None:
     """Visual tokens through ``model.feature_cache``; ``None`` when there is no cache, no image, or the model is
-    training (the caller then passes ``pixel_values`` to ``model.embed``, which runs the ViT)."""
+    training (the caller then passes ``pixel_values`` to ``model.embed``, which runs the ViT). ``view_pos``: the
+    batch's, when the model tiles."""
     cache = getattr(model, "feature_cache", None)
     if cache is None or not images or pixel_values is None or model.training:
         return None
+    if view_pos is not None:
+        return cache.visual_tokens(model, images, pixel_values, view_pos)
     return cache.visual_tokens(model, images, pixel_values)

@@ -107,10 +107,14 @@ def finish_images(model, pils: list[Image.Image], image: Image.Image | None = No
 
 
 def to_device(model, b: dict) -> dict:
-    """The collator's token tensors on the model's device, ``pixel_values`` (M, 3, H, W) in its dtype too."""
+    """The collator's token tensors on the model's device, ``pixel_values`` (M, 3, H, W) in its dtype too
+    (+ ``view_pos`` (M, 2) when the model tiles)."""
     dev = model.device
-    return {"input_ids": b["input_ids"].to(dev), "attention_mask": b["attention_mask"].to(dev),
-            "prompt_mask": b["prompt_mask"].to(dev), "pixel_values": b["pixel_values"].to(dev, model.dtype)}
+    out = {"input_ids": b["input_ids"].to(dev), "attention_mask": b["attention_mask"].to(dev),
+           "prompt_mask": b["prompt_mask"].to(dev), "pixel_values": b["pixel_values"].to(dev, model.dtype)}
+    if "view_pos" in b:
+        out["view_pos"] = b["view_pos"].to(dev)
+    return out
 
 
 def _batch(model, requests: list[tuple[list, list[Image.Image]]], generation_prompt: bool,
@@ -121,7 +125,7 @@ def _batch(model, requests: list[tuple[list, list[Image.Image]]], generation_pro
     col = col or Collator.for_model(model, padding_side=padding_side)
     items = []
     for turns, images in requests:
-        enc = col.tokens(turns, generation_prompt)
+        enc = col.tokens(turns, generation_prompt, images)
         if enc.truncated:  # at inference the dropped turn is the request itself: refuse, don't answer something else
             raise ValueError(f"the prompt is longer than the model's max_length={col.max_length} tokens; shorten it")
         items.append(col.encode_parts(turns, images, enc=enc))
@@ -134,9 +138,10 @@ def generate_text_ids(model, input_ids: torch.Tensor, attention_mask: torch.Tens
                       max_new_tokens: int = 64, *, images: list[Image.Image] | None = None,
                       route_texts: list[str] | None = None, do_sample: bool = False, temperature: float = 1.0,
                       top_p: float = 1.0, seed: int | None = None, num_beams: int | None = None,
-                      repetition_penalty: float | None = None) -> list[str]:
+                      repetition_penalty: float | None = None, view_pos: torch.Tensor | None = None) -> list[str]:
     """Batched, KV-cached generation from left-padded ``input_ids`` / ``attention_mask`` (B, L) and the ViT's
-    ``pixel_values`` (M, 3, H, W). Stops at EOS (or ``<boi>``) or ``max_new_tokens``.
+    ``pixel_values`` (M, 3, H, W) (one row per ViT view; ``view_pos`` (M, 2): the batch's, when the model tiles).
+    Stops at EOS (or ``<boi>``) or ``max_new_tokens``.
 
     ``images``: the M PIL images behind ``pixel_values`` (the feature cache's keys; None: no cache lookup);
     ``route_texts``: each row's first user text (a Slide-LoRA router's input). ``num_beams`` /
@@ -144,8 +149,8 @@ def generate_text_ids(model, input_ids: torch.Tensor, attention_mask: torch.Tens
     (1 / 1.0: plain greedy or sampling, passed to HF only when not 1)."""
     ids = model.ids
     inp, am = input_ids, attention_mask
-    visual = cached_visual_tokens(model, list(images or []), pixel_values) if images else None
-    embeds = model.embed(inp, pixel_values, visual=visual)                 # visual None: embed runs the ViT
+    visual = cached_visual_tokens(model, list(images or []), pixel_values, view_pos) if images else None
+    embeds = model.embed(inp, pixel_values, visual=visual, view_pos=view_pos)   # visual None: embed runs the ViT
     if seed is not None:
         torch.manual_seed(seed)
     gen_kw = dict(do_sample=do_sample, temperature=temperature, top_p=top_p) if do_sample else dict(do_sample=False)
@@ -172,19 +177,19 @@ def generate_image_ids(model, input_ids: torch.Tensor, attention_mask: torch.Ten
                        pixel_values: torch.Tensor, masked: torch.Tensor, mask: torch.Tensor, *,
                        images: list[Image.Image] | None = None, route_texts: list[str] | None = None,
                        steps: int | None = None, guidance: float | None = None, seed: int = 0, num_images: int = 1,
-                       sampler: str | None = None, progress=None, glyph_ids: torch.Tensor | None = None
-                       ) -> list[Image.Image]:
+                       sampler: str | None = None, progress=None, glyph_ids: torch.Tensor | None = None,
+                       view_pos: torch.Tensor | None = None) -> list[Image.Image]:
     """B image requests (B, L), each ending in a ``<boi>`` block -> ``num_images`` x B PIL images at the decoder's
     resolution (the batch repeated ``num_images`` times). ``masked`` (B, 3, R, R) / ``mask`` (B, 1, R, R): the
     decoder's condition (t2i: zeros / ones, :func:`textharmony.images.t2i_condition`; editing:
     :func:`edit_condition`); ``glyph_ids`` (B, Lg) from ``Collator.glyph_ids`` (the glyph path's characters;
-    None: none)."""
+    None: none); ``view_pos`` (M, 2): the batch's, when the model tiles."""
     dc = model.cfg.decoder
     steps = steps or dc.default_steps
     guidance = dc.default_guidance if guidance is None else guidance
     dev = model.device
-    visual = cached_visual_tokens(model, list(images or []), pixel_values) if images else None
-    embeds = model.embed(input_ids, pixel_values, visual=visual)           # visual None: embed runs the ViT
+    visual = cached_visual_tokens(model, list(images or []), pixel_values, view_pos) if images else None
+    embeds = model.embed(input_ids, pixel_values, visual=visual, view_pos=view_pos)   # None: embed runs the ViT
     route = list(route_texts) if route_texts is not None else [""] * input_ids.shape[0]
     hidden = model._hidden(embeds, attention_mask, prompt_mask, route)
     ctx = model.image_context(hidden, input_ids).repeat(num_images, 1, 1)       # (G, T, d_cross)
@@ -205,7 +210,7 @@ def generate_texts(model, images_list: list[list[Image.Image]], prompts: list, m
     b = _batch(model, list(zip(turns, images_list)), True, "left")          # (B, L) left-padded
     return generate_text_ids(model, b["input_ids"], b["attention_mask"], b["pixel_values"], max_new_tokens,
                              images=[im for ims in images_list for im in ims],
-                             route_texts=[first_user_text(t) for t in turns], **kw)
+                             route_texts=[first_user_text(t) for t in turns], view_pos=b.get("view_pos"), **kw)
 
 
 def generate_images(model, prompt, images=None, mask: Image.Image | None = None, size: int | None = None,
@@ -240,7 +245,8 @@ def generate_image_batch(model, prompts: list, images_list: list | None = None, 
     pils = generate_image_ids(model, b["input_ids"], b["attention_mask"], b["prompt_mask"], b["pixel_values"],
                               torch.cat([c[0] for c in conds]), torch.cat([c[1] for c in conds]),
                               images=[im for _, ims in reqs for im in ims],
-                              route_texts=[first_user_text(t) for t in turns_all], glyph_ids=glyph, **kw)
+                              route_texts=[first_user_text(t) for t in turns_all], glyph_ids=glyph,
+                              view_pos=b.get("view_pos"), **kw)
     n = kw.get("num_images", 1)
     out = []
     for i, (images, mask) in enumerate(zip(images_list, masks)):

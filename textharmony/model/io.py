@@ -5,7 +5,8 @@ Layout (each part readable by its own library):
   vision/                        transformers vision model          (AutoModel.from_pretrained)
   llm/                           base causal LM + tokenizer          (AutoModelForCausalLM / AutoTokenizer)
   unet/  vae/  scheduler/        diffusers parts                     (UNet2DConditionModel.from_pretrained(dir/"unet"))
-  textharmony.safetensors        connector, mapper, image queries, null context (+ conv stem, CTC head)
+  textharmony.safetensors        connector, mapper, image queries, null context (+ conv stem, CTC head,
+                                 detector, glyph map, tiling's crop-position embeddings)
   slide_lora/                    Slide-LoRA adapters + gate (only when enabled)
 The directory is written to a temporary sibling and renamed into place, so a crash never leaves a
 half-written model under the final name.
@@ -35,7 +36,7 @@ from ..config import ConfigError, ModelConfig, from_dict, to_dict
 CONFIG_NAME = "textharmony_config.yaml"
 WEIGHTS_NAME = "textharmony.safetensors"
 _OWN = ("connector.", "mapper.", "image_queries", "null_context", "vision.stem.", "ctc_head.", "detector.",
-        "decoder.glyph.")
+        "decoder.glyph.", "tile_pos.")
 
 
 class IncompleteModelError(FileNotFoundError):
@@ -96,8 +97,12 @@ def write_config(model, directory: str) -> None:
     d = cfg.decoder
     d.unet, d.unet_arch, d.scheduler = "unet", {}, "scheduler"
     d.vae, d.vae_arch = ("vae" if model.decoder.vae is not None else None), {}
+    d = to_dict(cfg)
+    from ..config import TilingConfig
+    if d["vision"].get("tiling") == to_dict(TilingConfig()):
+        del d["vision"]["tiling"]          # tiling off: saved as before it existed (older versions load it)
     with open(os.path.join(directory, CONFIG_NAME), "w", encoding="utf-8") as f:
-        yaml.safe_dump(to_dict(cfg), f, sort_keys=False, allow_unicode=True)
+        yaml.safe_dump(d, f, sort_keys=False, allow_unicode=True)
 
 
 def replace_dir(tmp: str, directory: str) -> None:

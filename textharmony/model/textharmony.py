@@ -3,7 +3,9 @@
 Batch (from ``textharmony.data.collate``; shapes: B rows, L tokens, M input images, G output images):
   input_ids (B, L) with K ``<image>`` ids per input image and ``<boi>`` + N ``<img_q>`` + ``<eoi>`` per output,
   attention_mask (B, L), labels (B, L) (-100 = no loss), prompt_mask (B, L) bool (optional),
-  pixel_values (M, 3, H, W) ViT-normalised, ctc_labels (M, T) target ids per image (-100 = pad; optional),
+  pixel_values (M, 3, H, W) ViT-normalised, one row per ViT view (``vision.tiling``: 1 global + rows x cols
+  crops per tiled image; K ``<image>`` ids per view), view_pos (M, 2) each view's (row, col) crop position,
+  (-1, -1) = the whole image (only with tiling), ctc_labels (M, T) target ids per view (-100 = pad; optional),
   gen_target / gen_masked (G, 3, R, R) in [-1, 1],
   gen_mask (G, 1, R, R) in {0, 1}, gen_glyph (G, Lg) the characters to draw (-1 = pad; optional),
   is_image_output (B,) bool (optional), prompt_text list[str] (optional). R x R is Rh x Rw with decoder.height.
@@ -27,6 +29,7 @@ from .detector import TextDetector
 from .image_decoder import ImageDecoder
 from .llm import build_llm
 from .mapper import build_mapper
+from .tile_position import CropPositions
 from .vision import VisionTower
 
 
@@ -64,6 +67,9 @@ class TextHarmonyModel(nn.Module):
         self.ctc_head = nn.Linear(d, len(tokenizer)) if cfg.vision.ctc_weight > 0 else None
         # text-region head on the whole image (optional): where the words are; the LLM reads them
         self.detector = TextDetector(cfg.detector) if cfg.detector.enabled else None
+        # dynamic-resolution tiling: crop-position embeddings on the crops' visual tokens (zero at first)
+        t = cfg.vision.tiling
+        self.tile_pos = CropPositions(t.max_tiles, d) if t.enabled else None
         self.slide = None  # Slide-LoRA controller (attached by textharmony.model.slide_lora when enabled)
 
     # ------------------------------------------------------------------ construction
@@ -86,6 +92,29 @@ class TextHarmonyModel(nn.Module):
         """Attach a freshly initialised text-region head (``DetectorConfig``) to a model built without one."""
         self.cfg.detector = cfg
         self.detector = TextDetector(cfg).to(self.device) if cfg.enabled else None
+
+    def set_tiling(self, cfg) -> None:
+        """Switch dynamic-resolution tiling (a ``TilingConfig``) on, off or to other anchors on this model: the
+        processor follows it; crop-position embeddings are added zero-initialised (the weights compute what they
+        did: an untiled image reads the same, a tiled one is its old global view + the crops, each read by the
+        unchanged ViT and connector),
+        kept when ``max_tiles`` changes (rows / columns beyond the old ones start at zero), dropped when tiling is off."""
+        self.cfg.vision.tiling = cfg
+        if not cfg.enabled:
+            self.tile_pos = None
+        elif self.tile_pos is None or self.tile_pos.row.shape[0] != cfg.max_tiles:
+            old = self.tile_pos
+            self.tile_pos = CropPositions(cfg.max_tiles, self.llm.config.hidden_size).to(self.device, self.dtype)
+            if old is not None:       # trained rows / columns kept; new ones start at zero
+                with torch.no_grad():
+                    for name in ("row", "col"):
+                        a, b = getattr(old, name), getattr(self.tile_pos, name)
+                        n = min(a.shape[0], b.shape[0])
+                        b[:n] = a[:n]
+        self.processor = ImageProcessor.from_config(self.cfg)
+        cache = getattr(self, "feature_cache", None)
+        if cache is not None:
+            cache.clear()
 
     def replace_decoder(self, cfg) -> None:
         """A fresh image decoder of ``cfg`` (``DecoderConfig``) in place of this one (the writer stage on a
@@ -119,14 +148,22 @@ class TextHarmonyModel(nn.Module):
         return self.image_queries.dtype
 
     # ------------------------------------------------------------------ embedding
-    def visual_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(M, 3, H, W) -> (M, K, D) visual tokens in the LLM's width."""
-        return self.connector(self.vision(pixel_values.to(self.dtype)))
+    def visual_tokens(self, pixel_values: torch.Tensor, view_pos: torch.Tensor | None = None) -> torch.Tensor:
+        """(M, 3, H, W) views -> (M, K, D) visual tokens in the LLM's width; a tiling model adds each crop's
+        position (``view_pos`` (M, 2), the collator's; required there)."""
+        vis = self.connector(self.vision(pixel_values.to(self.dtype)))
+        if self.tile_pos is None:
+            return vis
+        if view_pos is None:
+            raise ValueError("a model with vision.tiling needs the batch's view_pos (M, 2) with its pixel_values "
+                             "(the collator's Collator.for_model(model) batch has it)")
+        return self.tile_pos(vis, view_pos)
 
     def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None,
-              visual: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, L) ids + (M, 3, H, W) images (or their ``visual`` tokens (M, K, D)) -> (B, L, D) inputs_embeds
-        with visual tokens and queries in place."""
+              visual: torch.Tensor | None = None, view_pos: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) ids + (M, 3, H, W) ViT views (or their ``visual`` tokens (M, K, D)) -> (B, L, D) inputs_embeds
+        with visual tokens and queries in place. The views fill the ``<image>`` positions in order, K each: a
+        tiled image's 1 + rows x cols views its views x K positions. ``view_pos``: the batch's (tiling)."""
         emb = self.llm.get_input_embeddings()(input_ids)
         img_pos = input_ids == self.ids.image
         n_img = int(img_pos.sum())
@@ -136,7 +173,7 @@ class TextHarmonyModel(nn.Module):
             raise ValueError(f"batch has {n_img} <image> positions but {m} images x {self.num_image_tokens} "
                              f"visual tokens = {m * self.num_image_tokens}")
         if m:
-            vis = visual if visual is not None else self.visual_tokens(pixel_values)  # (M, K, D)
+            vis = visual if visual is not None else self.visual_tokens(pixel_values, view_pos)  # (M, K, D)
             emb = emb.masked_scatter(img_pos[..., None], vis.to(emb.dtype).reshape(-1, emb.shape[-1]))
         q_pos = input_ids == self.ids.query
         n_q = int(q_pos.sum())
@@ -174,7 +211,7 @@ class TextHarmonyModel(nn.Module):
             return self._detector_forward(batch)
         ids, am, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
         pix = batch.get("pixel_values")
-        visual = self.visual_tokens(pix) if pix is not None and pix.shape[0] else None
+        visual = self.visual_tokens(pix, batch.get("view_pos")) if pix is not None and pix.shape[0] else None
         embeds = self.embed(ids, pix, visual)
         hidden = self._hidden(embeds, am, batch.get("prompt_mask"), batch.get("prompt_text"))
         zero = hidden.new_zeros((), dtype=torch.float32)

@@ -36,7 +36,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PRECISIONS = ("no", "bf16", "fp16")
 SCHEDULES = ("cosine", "linear", "constant")
 DTYPES = ("float32", "bfloat16", "float16")
-SOURCES = ("webdataset", "memory", "words", "layouts", "pages", "strips")
+SOURCES = ("webdataset", "memory", "words", "layouts", "pages", "strips", "doclines")
 # ModelConfig keys that change the loss or a length limit, not the architecture: these may accompany
 # ``model.init_from``.
 SOFT_MODEL_KEYS = {("decoder", "cfg_drop"), ("decoder", "lambda_img"), ("decoder", "min_snr_gamma"),
@@ -51,9 +51,11 @@ class ModelSection:
     may change loss weights (decoder.lambda_img, decoder.cfg_drop, decoder.min_snr_gamma,
     slide_lora.lambda_gate), may add Slide-LoRA (a ``slide_lora`` section with ``enabled: true``) or a text
     detector (a ``detector`` section with ``enabled: true``, freshly initialised) to a model saved without it,
-    and may replace the image decoder (a ``decoder`` section with ``replace: true`` and the new decoder's
-    keys: a fresh decoder, the rest of the model kept; ``init_unet: DIR`` starts its UNet from another
-    one's weights, :func:`textharmony.model.image_decoder.warm_start_unet`)."""
+    may switch dynamic-resolution tiling on (``vision: {tiling: {enabled: true, ...}}``: zero-initialised
+    crop-position embeddings, train them with ``tile_pos.*`` in ``trainable``), and may replace the image
+    decoder (a ``decoder`` section with ``replace: true`` and the new decoder's keys: a fresh decoder, the rest
+    of the model kept; ``init_unet: DIR`` starts its UNet from another one's weights,
+    :func:`textharmony.model.image_decoder.warm_start_unet`)."""
     config: str | None = None
     overrides: dict = field(default_factory=dict)
     init_from: str | None = None
@@ -138,7 +140,8 @@ class DebugConfig:
 MEMORY_KEYS = ["num_samples", "seed", "tasks"]
 # the options each rendered source reads (textharmony.train.data.build_dataloader)
 SOURCE_OPTIONS = {"memory": set(MEMORY_KEYS), "words": {"zh", "workers", "prompt_lang"}, "layouts": {"zh", "workers"},
-                  "pages": {"zh", "vqa", "page", "workers"}, "strips": {"zh", "edit", "workers"}}
+                  "pages": {"zh", "vqa", "page", "workers"}, "strips": {"zh", "edit", "workers"},
+                  "doclines": {"doc", "workers"}}
 
 
 @dataclass
@@ -148,7 +151,8 @@ class TrainDataConfig(DataConfig):
     ``source``: ``webdataset`` (the shards in ``datasets``), or a source rendered on the fly with its options in
     the section of its name: ``memory: {num_samples, seed, tasks}`` (a small in-memory set), ``words: {zh, workers,
     prompt_lang}`` (word crops), ``layouts: {zh, workers}`` (detector pages), ``pages: {zh, vqa, page, workers}``
-    (page questions), ``strips: {zh, edit, workers}`` (the writer's word strips).
+    (page questions), ``strips: {zh, edit, workers}`` (the writer's word strips), ``doclines: {doc, workers}``
+    (wide documents of small text for tiling, :mod:`textharmony.data.doclines`).
     Validated at load; the image / length settings are resolved once, against the model's
     config, by the training data factory (:func:`textharmony.train.data.build_dataloader`)."""
     key_prefix = "data."
@@ -158,6 +162,7 @@ class TrainDataConfig(DataConfig):
     layouts: Optional[dict] = None
     pages: Optional[dict] = None
     strips: Optional[dict] = None
+    doclines: Optional[dict] = None
 
     def __post_init__(self):
         for name in SOURCE_OPTIONS:
@@ -174,7 +179,7 @@ class TrainDataConfig(DataConfig):
             if self.words.get("prompt_lang", "text") not in ("text", "mixed"):
                 raise ConfigError(f"config key 'data.words.prompt_lang' must be 'text' or 'mixed', got "
                                   f"{self.words['prompt_lang']!r}")
-        elif self.source in ("layouts", "pages", "strips"):
+        elif self.source in ("layouts", "pages", "strips", "doclines"):
             bad = set(self.options) - SOURCE_OPTIONS[self.source]
             if bad:
                 raise ConfigError(f"unknown config key 'data.{self.source}.{min(bad)}'; valid keys here: "
@@ -289,10 +294,11 @@ def _validate(cfg: TrainConfig) -> TrainConfig:
                 raise ConfigError(f"config key 'model.overrides.{sec}' must be a mapping")
             fresh_decoder = sec == "decoder" and sub.get("replace") is True
             for k in sub:
-                if (sec, k) not in SOFT_MODEL_KEYS and sec not in ("slide_lora", "detector") and not fresh_decoder:
+                if (sec, k) not in SOFT_MODEL_KEYS and sec not in ("slide_lora", "detector") and not fresh_decoder \
+                        and (sec, k) != ("vision", "tiling"):
                     raise ConfigError(f"config key 'model.overrides.{sec}.{k}' changes the architecture and cannot "
                                       f"accompany model.init_from (only loss weights, a new slide_lora or "
-                                      f"detector section, or a new decoder: decoder.replace: true)")
+                                      f"detector section, vision.tiling, or a new decoder: decoder.replace: true)")
         checked = copy.deepcopy(m.overrides)
         dec = checked.get("decoder", {})
         dec.pop("replace", None)

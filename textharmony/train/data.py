@@ -183,6 +183,28 @@ class LoaderStream(BatchStream):
 
 
 # --------------------------------------------------------------------------- factory
+class PageDetector:
+    """``image -> found`` with a frozen copy of the model's text detector (eval mode, its own module, so the
+    training step never changes it under a data worker): what the pipeline's page route detects."""
+
+    def __init__(self, detector):
+        import copy
+        self.detector = copy.deepcopy(detector).float().eval().requires_grad_(False)
+
+    def __call__(self, image) -> list[dict]:
+        from ..model.detector import detect_words
+        return detect_words(self.detector, [image])[0]
+
+
+def page_view_for(model):
+    """The collator's page view for ``model``: a model with a text detector reads page tasks (kie, vqa) of
+    whole images as its detected word crops at inference, so it trains on them that way; None otherwise."""
+    if getattr(model, "detector", None) is None:
+        return None
+    from ..data.layouts import PageView
+    return PageView(PageDetector(model.detector), model.cfg.vision.image_height or 32)
+
+
 def _collator(model, dcfg):
     """The model's collator; its preprocessing is the model's own unless the data config overrides it."""
     from ..data.collate import Collator
@@ -214,6 +236,14 @@ def build_dataloader(train_cfg, model, rank: int = 0, world_size: int = 1) -> Ba
             return WordStripStream(_collator(model, dcfg), dcfg.batch_size, model.cfg.decoder.hw, dcfg.seed, rank,
                                    world_size, zh=float(memory.get("zh", 0.2)), edit=float(memory.get("edit", 0.5)),
                                    workers=int(memory.get("workers", 1)))
+    if source == "doclines":
+        from ..data.doclines import DocLineStream
+        if not model.cfg.vision.tiling.enabled:
+            raise ConfigError("config key 'data.source' is 'doclines' (wide documents for tiling) but the model does "
+                              "not tile: set model.overrides.vision.tiling.enabled=true")
+        with preserve_rng():
+            return DocLineStream(_collator(model, dcfg), dcfg.batch_size, dcfg.seed, rank, world_size,
+                                 doc=float(memory.get("doc", 0.7)), workers=int(memory.get("workers", 1)))
     if source == "pages":
         from ..data.layouts import PageQAStream
         with preserve_rng():
@@ -225,10 +255,13 @@ def build_dataloader(train_cfg, model, rank: int = 0, world_size: int = 1) -> Ba
         recs = memory_records(int(memory.get("num_samples", 48)), int(memory.get("seed", dcfg.seed)),
                               size=max(dcfg.image_size, dcfg.resolution),
                               tasks=tuple(memory.get("tasks", ("recognize", "t2i", "edit"))))
+        col = _collator(model, dcfg)
+        col.page_view = page_view_for(model)
         with preserve_rng():
-            return MemoryStream(_collator(model, dcfg), recs, dcfg.batch_size, dcfg.seed, rank, world_size)
+            return MemoryStream(col, recs, dcfg.batch_size, dcfg.seed, rank, world_size)
     from ..data.loader import build_loader
     c = model.cfg
     loader = build_loader(dcfg, model.tokenizer, model.num_image_tokens, c.llm.num_image_queries,
                           system=c.llm.chat_system, rank=rank, world_size=world_size, processor=model.processor)
+    loader.collator.page_view = page_view_for(model)
     return LoaderStream(loader)

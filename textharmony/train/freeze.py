@@ -21,6 +21,7 @@ COMPONENTS = (
     ("vision.lora", lambda n: n.startswith("vision.") and ".lora_" in n),
     ("vision", lambda n: n.startswith("vision.")),
     ("connector", lambda n: n.startswith("connector.")),
+    ("tiling", lambda n: n.startswith("tile_pos.")),
     ("llm", lambda n: n.startswith("llm.")),
     ("queries", lambda n: n in ("image_queries", "null_context")),
     ("mapper", lambda n: n.startswith("mapper.")),

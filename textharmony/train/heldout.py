@@ -170,3 +170,37 @@ def write_heldout(model, n: int = 48, steps: int | None = None, batch_size: int 
 def heldout_writing(model, n: int = 48) -> dict:
     """:func:`write_heldout` as training's probe (eval mode, no gradients)."""
     return write_heldout(model, n)
+
+
+@lru_cache(maxsize=2)
+def _documents(n: int) -> list:
+    from ..data.doclines import heldout_documents
+    return heldout_documents(n, width=1024, lines=3, seed=5)
+
+
+@_probe
+def heldout_doclines(model, n: int = 20) -> dict:
+    """Wide documents of small text (held-out words and fonts, :func:`~textharmony.data.doclines.
+    heldout_documents`) read whole: ``docs/exact`` (the whole text right, whitespace collapsed), ``docs/words``
+    (share of the reference words found, in order, by a longest common subsequence) and ``docs/cer``."""
+    from ..data.tasks import PROMPTS
+    from ..metrics.recognition import cer
+    items = _documents(n)
+    preds = read_crops(model, [im for im, _ in items], PROMPTS[("recognize", "en")][0], batch_size=4,
+                       max_new_tokens=160)
+    refs = [" ".join(t.split()) for _, t in items]
+    preds = [" ".join(p.split()) for p in preds]
+    return {"docs/exact": sum(p == r for p, r in zip(preds, refs)) / len(refs),
+            "docs/words": sum(_lcs(p.split(), r.split()) for p, r in zip(preds, refs)) / sum(len(r.split()) for r in refs),
+            "docs/cer": cer(preds, refs), "docs/example": f"{refs[0][:40]!r}->{preds[0][:40]!r}"}
+
+
+def _lcs(a: list, b: list) -> int:
+    """Length of the longest common subsequence of two word lists."""
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b):
+            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
+        prev = cur
+    return prev[-1]

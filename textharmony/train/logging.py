@@ -124,9 +124,20 @@ def paired_text_losses(model, batch: dict) -> tuple[float, float] | None:
     if pv is None or pv.shape[0] < 2:
         return None
     text_only = {k: v for k, v in batch.items() if not k.startswith("gen_")}
+    vp = batch.get("view_pos")
+    if vp is not None and bool((vp[:, 0] >= 0).any()):
+        # tiled images: rotate whole images (a global view and its crops), not single views, so that every
+        # image reads another's pixels; only possible when all the images have the same number of views
+        starts = (vp[:, 0] < 0).nonzero().flatten().tolist() + [pv.shape[0]]
+        sizes = {b - a for a, b in zip(starts, starts[1:])}
+        if len(starts) < 3 or len(sizes) != 1:
+            return None
+        shift = sizes.pop()
+    else:
+        shift = 1
     with preserve_rng():
         real = float(model(text_only).loss_text)
-        rolled = float(model(dict(text_only, pixel_values=pv.roll(1, dims=0))).loss_text)
+        rolled = float(model(dict(text_only, pixel_values=pv.roll(shift, dims=0))).loss_text)
     return (real, rolled) if real > 0 else None
 
 

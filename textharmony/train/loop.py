@@ -83,14 +83,25 @@ def _apply_init_overrides(model, overrides: dict) -> None:
             from ..model.image_decoder import warm_start_unet
             n, total = warm_start_unet(model.decoder, dec["init_unet"])
             print(f"[train] decoder UNet warm-started from {dec['init_unet']}: {n} of {total} tensors")
+    tiling = (overrides.get("vision") or {}).get("tiling")
+    if tiling is not None:        # crop-position embeddings start at zero (Model.set_tiling)
+        from ..config import TilingConfig
+        model.set_tiling(from_dict(TilingConfig, {**to_dict(model.cfg.vision.tiling), **tiling},
+                                   prefix="model.overrides.vision.tiling."))
     det = overrides.get("detector")
     if det:
         from ..config import DetectorConfig
         new = from_dict(DetectorConfig, {**to_dict(model.cfg.detector), **det}, prefix="model.overrides.detector.")
-        if model.detector is not None and new != model.cfg.detector:
-            raise ConfigError("config key 'model.overrides.detector': the init_from model already has a detector; "
-                              "train it as it is (drop the overrides)")
-        if new.enabled and model.detector is None:
+        if model.detector is not None and not new.enabled:        # a variant that reads pages through the LLM
+            model.cfg.detector, model.detector = new, None
+        elif model.detector is not None:
+            fixed = [k for k in ("channels", "shrink") if getattr(new, k) != getattr(model.cfg.detector, k)]
+            if fixed:
+                raise ConfigError(f"config key 'model.overrides.detector.{fixed[0]}': the init_from model already has "
+                                  f"a detector; only its input and post-processing keys may change (size, max_size, "
+                                  f"thresh, box_thresh, unclip, min_size), or enabled: false to drop it")
+            model.cfg.detector = model.detector.cfg = new       # the same module, its new input / post-processing
+        elif new.enabled:
             model.add_detector(new)
 
 
@@ -364,7 +375,8 @@ def train(cfg: TrainConfig, resume: str | None = None, stream=None, stop_after: 
 
             # ---- held-out reading accuracy (word crops of unseen words in unseen fonts)
             if cfg.log.eval_every and state.step % cfg.log.eval_every == 0 and main and not _sharded(acc):
-                from .heldout import heldout_detection, heldout_page_qa, heldout_reading, heldout_writing
+                from .heldout import (heldout_detection, heldout_doclines, heldout_page_qa, heldout_reading,
+                                      heldout_writing)
                 kind = getattr(stream, "kind", "")
                 with acc.autocast():
                     if kind == "strips":
@@ -373,6 +385,9 @@ def train(cfg: TrainConfig, resume: str | None = None, stream=None, stop_after: 
                         ev = heldout_detection(unwrapped, cfg.log.eval_words)
                     elif kind == "pages":
                         ev = {**heldout_page_qa(unwrapped, cfg.log.eval_words // 2),
+                              **heldout_reading(unwrapped, cfg.log.eval_words)}
+                    elif kind == "doclines":
+                        ev = {**heldout_doclines(unwrapped, max(4, cfg.log.eval_words // 5)),
                               **heldout_reading(unwrapped, cfg.log.eval_words)}
                     else:
                         ev = heldout_reading(unwrapped, cfg.log.eval_words)
