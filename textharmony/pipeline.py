@@ -489,8 +489,9 @@ class TextHarmonyPipeline:
             texts = self._generate_texts(reqs, mnt, **gen)
             return [{"text": t} for t in texts]
         if task == "ocr":   # one line of at most two words (or none): a crop, the reader's input, seen whole
+            from .data.layouts import seen_whole
             for im, ds in zip(images, found):
-                if len(ds) <= 2 and all(d["line"] == 0 for d in ds):
+                if seen_whole(ds):
                     ds[:] = [{"polygon": bbox_to_polygon((0, 0, *im.size)), "line": 0, "whole": True}]
         if task != "detect":
             crops = [im if d.get("whole") else rectify(im, d["polygon"], height) for im, ds in zip(images, found)

@@ -20,7 +20,7 @@ from .synth import SynthConfig, SynthSample, render
 from .synth_render import FontPool
 from .boxes import reading_order
 from .kernels import detector_input, kernel_target, rectify
-from .tasks import prompt
+from .tasks import prompt, read_text
 from .wordcrops import (RenderedStream, TextSampler, _heldout_list, chinese_words, english_words, font_families,
                         pick_font, record_for, render_crop)
 
@@ -81,15 +81,20 @@ def page_prompt(lines: list[int]) -> str:
     return "\n".join(" ".join([IMAGE_TOKEN] * k) for k in lines if k)
 
 
+def seen_whole(found: list[dict]) -> bool:
+    """One line of at most two detected words (or none): the image is taken for a crop -- the reader's own
+    input, which holds one or two words -- and read whole rather than cut into its words."""
+    return len(found) <= 2 and all(d["line"] == 0 for d in found)
+
+
 def page_view(image, found: list[dict], height: int = 32) -> tuple[list, str]:
     """How a model with a text detector sees a whole page: (word crops in reading order, the prompt's image part).
 
     ``found``: the detector's words on ``image`` (``[{"polygon", "line"}]`` in reading order,
     :func:`textharmony.model.detector.detect_words`). Each word is rectified to ``height`` px
-    (:func:`~textharmony.data.kernels.rectify`); one line of at most two words (or none) is taken for a crop --
-    the reader's own input, which holds one or two words -- and seen whole. Inference (the pipeline's page
-    route) and training (:class:`PageView`) both call this."""
-    if len(found) <= 2 and all(d["line"] == 0 for d in found):
+    (:func:`~textharmony.data.kernels.rectify`); an image :func:`seen_whole` is its own single crop.
+    Inference (the pipeline's page route) and training (:class:`PageView`) both call this."""
+    if seen_whole(found):
         return [image], page_prompt([1])
     crops = [rectify(image, d["polygon"], height) for d in found]
     counts = [0] * (1 + max(d["line"] for d in found))
@@ -149,7 +154,7 @@ class PageView:
                      "turns": [{"role": "user", "content": "<image>\n" + prompt("recognize", lang, self.rng)},
                                {"role": "assistant", "content": text}]}, {"input": crop})
         crops, head = page_view(page, self.detect(page), self.height)
-        text = "\n".join(" ".join(str(x["text"]) for x in line) for line in reading_order([dict(w) for w in words]))
+        text = read_text(words)
         return ({"task": "recognize", "lang": lang,
                  "turns": [{"role": "user", "content": head + "\n" + prompt("recognize", lang, self.rng)},
                            {"role": "assistant", "content": text}]}, {"input": crops})

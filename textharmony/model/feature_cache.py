@@ -113,10 +113,10 @@ class FeatureCache:
 
     def _tiled(self, model, images, pixel_values, view_pos) -> torch.Tensor:
         """:meth:`visual_tokens` of a tiling model's batch: entries (views, K, D) per image, concatenated."""
-        starts = [i for i, p in enumerate(view_pos[:, 0].tolist()) if p < 0]
-        if len(images) != len(starts) or (starts and starts[0] != 0):
-            raise ValueError(f"{len(images)} images but {len(starts)} images' views in pixel_values")
-        spans = list(zip(starts, starts[1:] + [pixel_values.shape[0]]))
+        from .tile_position import view_spans
+        spans = view_spans(view_pos)
+        if len(images) != len(spans) or (spans and spans[0][0] != 0):
+            raise ValueError(f"{len(images)} images but {len(spans)} images' views in pixel_values")
         tag = ("tiled", str(model.dtype), str(model.device))
         keys = [(image_key(im), *tag) for im in images]
         found = [self._get(k) for k in keys]
@@ -154,6 +154,4 @@ def cached_visual_tokens(model, images: list[Image.Image], pixel_values: torch.T
     cache = getattr(model, "feature_cache", None)
     if cache is None or not images or pixel_values is None or model.training:
         return None
-    if view_pos is not None:
-        return cache.visual_tokens(model, images, pixel_values, view_pos)
-    return cache.visual_tokens(model, images, pixel_values)
+    return cache.visual_tokens(model, images, pixel_values, view_pos)

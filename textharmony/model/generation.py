@@ -108,12 +108,12 @@ def finish_images(model, pils: list[Image.Image], image: Image.Image | None = No
 
 def to_device(model, b: dict) -> dict:
     """The collator's token tensors on the model's device, ``pixel_values`` (M, 3, H, W) in its dtype too
-    (+ ``view_pos`` (M, 2) when the model tiles)."""
+    (+ ``view_pos`` (M, 2) when the model tiles, left on the host)."""
     dev = model.device
     out = {"input_ids": b["input_ids"].to(dev), "attention_mask": b["attention_mask"].to(dev),
            "prompt_mask": b["prompt_mask"].to(dev), "pixel_values": b["pixel_values"].to(dev, model.dtype)}
     if "view_pos" in b:
-        out["view_pos"] = b["view_pos"].to(dev)
+        out["view_pos"] = b["view_pos"]       # stays on the host: the crop-position lookup checks it there
     return out
 
 

@@ -22,6 +22,13 @@ import torch
 from torch import nn
 
 
+def view_spans(view_pos: torch.Tensor) -> list[tuple[int, int]]:
+    """[start, end) rows of each image's views in a batch's ``view_pos`` (M, 2): every image begins with a
+    whole-image (-1, -1) row (an untiled image is that row alone)."""
+    starts = [i for i, p in enumerate(view_pos[:, 0].tolist()) if p < 0]
+    return list(zip(starts, starts[1:] + [int(view_pos.shape[0])]))
+
+
 class CropPositions(nn.Module):
     """``row`` (max_tiles, D) and ``col`` (max_tiles, D), zero-initialised (a grid has at most ``max_tiles``
     rows and as many columns)."""
@@ -37,8 +44,7 @@ class CropPositions(nn.Module):
         if view_pos.shape != (visual.shape[0], 2):
             raise ValueError(f"view_pos must be ({visual.shape[0]}, 2) for {visual.shape[0]} views, "
                              f"got {tuple(view_pos.shape)}")
-        # the checks on the collator's (host) tensor: no device sync on an accelerator
-        host = view_pos.detach().cpu() if view_pos.device != torch.device("cpu") else view_pos
+        host = view_pos.cpu()          # the collator's tensor stays on the host (generation.to_device): no sync
         if not bool((host[:, 0] >= 0).any()):
             return visual
         n = self.row.shape[0]

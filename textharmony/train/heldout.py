@@ -183,6 +183,8 @@ def heldout_doclines(model, n: int = 20) -> dict:
     """Wide documents of small text (held-out words and fonts, :func:`~textharmony.data.doclines.
     heldout_documents`) read whole: ``docs/exact`` (the whole text right, whitespace collapsed), ``docs/words``
     (share of the reference words found, in order, by a longest common subsequence) and ``docs/cer``."""
+    from rapidfuzz.distance import LCSseq
+
     from ..data.tasks import PROMPTS
     from ..metrics.recognition import cer
     items = _documents(n)
@@ -191,16 +193,6 @@ def heldout_doclines(model, n: int = 20) -> dict:
     refs = [" ".join(t.split()) for _, t in items]
     preds = [" ".join(p.split()) for p in preds]
     return {"docs/exact": sum(p == r for p, r in zip(preds, refs)) / len(refs),
-            "docs/words": sum(_lcs(p.split(), r.split()) for p, r in zip(preds, refs)) / sum(len(r.split()) for r in refs),
+            "docs/words": sum(LCSseq.similarity(p.split(), r.split()) for p, r in zip(preds, refs)) / sum(len(r.split()) for r in refs),
             "docs/cer": cer(preds, refs), "docs/example": f"{refs[0][:40]!r}->{preds[0][:40]!r}"}
 
-
-def _lcs(a: list, b: list) -> int:
-    """Length of the longest common subsequence of two word lists."""
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0]
-        for j, y in enumerate(b):
-            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
-        prev = cur
-    return prev[-1]

@@ -128,9 +128,10 @@ def paired_text_losses(model, batch: dict) -> tuple[float, float] | None:
     if vp is not None and bool((vp[:, 0] >= 0).any()):
         # tiled images: rotate whole images (a global view and its crops), not single views, so that every
         # image reads another's pixels; only possible when all the images have the same number of views
-        starts = (vp[:, 0] < 0).nonzero().flatten().tolist() + [pv.shape[0]]
-        sizes = {b - a for a, b in zip(starts, starts[1:])}
-        if len(starts) < 3 or len(sizes) != 1:
+        from ..model.tile_position import view_spans
+        spans = view_spans(vp)
+        sizes = {b - a for a, b in spans}
+        if len(spans) < 2 or len(sizes) != 1:
             return None
         shift = sizes.pop()
     else:
