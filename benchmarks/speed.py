@@ -840,6 +840,11 @@ def main(argv=None) -> dict:
             gc.collect()
             model = build_model(args.config, args.set + extra, device, dtype)
             note = "pixel-space config: measured with a tiny VAE (f = 2) and a 9-channel latent UNet"
+        if args.dtype == "auto":        # as the pipeline's dtype auto: a bf16 UNet on a CPU with native bf16
+            from textharmony.pipeline import fast_cpu_unet
+            if fast_cpu_unet(model, device):
+                note = "; ".join(x for x in (note, "the UNet in bfloat16, channels-last (the pipeline's dtype auto "
+                                             "on this CPU; --dtype float32 for all-float32)") if x)
         res["image"] = bench_image(model, args, device, note, kind)
         print(f"image: {res['image']['times']}", file=sys.stderr)
     text = report(res, args, device, dtype)

@@ -15,6 +15,13 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # ``benchmarks`` importable however pytest is started
     sys.path.insert(0, str(ROOT))
 TINY = str(ROOT / "configs" / "model" / "tiny.yaml")
+# the embedded reader's config made small (a crop reader with a detector), for page-view tests
+READER = str(ROOT / "configs" / "model" / "reader.yaml")
+SMALL_READER = ["vision.arch.hidden_size=48", "vision.arch.intermediate_size=96", "vision.arch.num_hidden_layers=1",
+                "vision.arch.num_attention_heads=2", "vision.stem.channels=[8,16,16,48]", "llm.arch.hidden_size=64",
+                "llm.arch.intermediate_size=128", "llm.arch.num_hidden_layers=1", "llm.arch.num_attention_heads=2",
+                "llm.arch.num_key_value_heads=2", "llm.max_length=1024",
+                "detector.enabled=true", "detector.size=64", "detector.channels=[4,8,8,8]"]
 
 torch.set_num_threads(2)
 

@@ -23,7 +23,8 @@ def test_speed_benchmark_smoke(speed, tmp_path):
     # one torch thread: a smoke test, and robust when other processes share the cores
     threads = torch.get_num_threads()
     try:
-        res = speed.main(["--device", "cpu", "--threads", "1", "--iters", "1", "--warmup", "0", "--batch", "3",
+        # float32: the check below is bit-level equality with diffusers (dtype auto may run the UNet in bf16)
+        res = speed.main(["--device", "cpu", "--dtype", "float32", "--threads", "1", "--iters", "1", "--warmup", "0", "--batch", "3",
                           "--steps", "2", "--tokens", "3", "--prompt-tokens", "16", "--set", "decoder.resolution=32",
                           "--set", "decoder.unet_arch.sample_size=32", "--image-baseline", "pipeline",
                           "--markdown", str(out)])
@@ -59,7 +60,8 @@ STRIP = ["decoder.height=16", "decoder.resolution=64", "decoder.unet_arch.sample
 def test_speed_image_strip_glyph_decoder(speed):
     threads = torch.get_num_threads()
     try:
-        res = speed.main(["--device", "cpu", "--threads", "1", "--only", "image", "--iters", "1", "--warmup", "0",
+        # float32: the check below is bit-level equality with diffusers (dtype auto may run the UNet in bf16)
+        res = speed.main(["--device", "cpu", "--dtype", "float32", "--threads", "1", "--only", "image", "--iters", "1", "--warmup", "0",
                           "--steps", "2", "--no-memory"] + [a for kv in STRIP for a in ("--set", kv)])
     finally:
         torch.set_num_threads(threads)
@@ -79,7 +81,8 @@ def test_speed_image_pixel_space_loop(speed):
     """The tiny preset as it is (pixel space, no glyph path): the loop baseline, channel-order control."""
     threads = torch.get_num_threads()
     try:
-        res = speed.main(["--device", "cpu", "--threads", "1", "--only", "image", "--iters", "1", "--warmup", "0",
+        # float32: the check below is bit-level equality with diffusers (dtype auto may run the UNet in bf16)
+        res = speed.main(["--device", "cpu", "--dtype", "float32", "--threads", "1", "--only", "image", "--iters", "1", "--warmup", "0",
                           "--steps", "2", "--no-memory", "--set", "decoder.resolution=32",
                           "--set", "decoder.unet_arch.sample_size=32"])
     finally:

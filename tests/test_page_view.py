@@ -7,19 +7,14 @@ import json
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import READER, ROOT, SMALL_READER
 from PIL import Image, ImageDraw
 
 from textharmony.config import ConfigError, DetectorConfig, load_model_config
 from textharmony.data.layouts import PageView, page_view
 from textharmony.model.detector import detect_words, detector_side
 
-READER = str(ROOT / "configs" / "model" / "reader.yaml")
-SMALL = ["vision.arch.hidden_size=48", "vision.arch.intermediate_size=96", "vision.arch.num_hidden_layers=1",
-         "vision.arch.num_attention_heads=2", "vision.stem.channels=[8,16,16,48]", "llm.arch.hidden_size=64",
-         "llm.arch.intermediate_size=128", "llm.arch.num_hidden_layers=1", "llm.arch.num_attention_heads=2",
-         "llm.arch.num_key_value_heads=2", "llm.max_length=1024",
-         "detector.enabled=true", "detector.size=64", "detector.channels=[4,8,8,8]"]
+SMALL = SMALL_READER
 KIE_TURNS = [{"role": "user", "content": "<image>\nExtract: date, total"},
              {"role": "assistant", "content": "date: 04/20/2020\ntotal: 110.58"}]
 
@@ -72,10 +67,15 @@ def test_page_view_crops_in_reading_order_and_the_whole_rule():
     crops, head = page_view(page, _found([(10, 60), (70, 140)], [(10, 90)]), 32)
     assert head == "<image> <image>\n<image>" and len(crops) == 3
     assert all(c.size != page.size and c.width > c.height for c in crops)      # word crops, not the page
-    # one line of at most two words (or nothing): the page is a crop, seen whole
-    for found in (_found([(10, 60), (70, 140)]), []):
-        crops, head = page_view(page, found, 32)
-        assert head == "<image>" and crops == [page]
+    # one line of at most two words filling the image's height (or nothing): the image is a crop, seen whole
+    crop = page.crop((0, 5, 300, 35))
+    for im, found in ((crop, [{"polygon": _quad(10, 2, 60, 28), "line": 0}, {"polygon": _quad(70, 3, 140, 27),
+                                                                            "line": 0}]), (page, [])):
+        crops, head = page_view(im, found, 32)
+        assert head == "<image>" and crops == [im]
+    # the same short line on a page five times its height: cut out (read whole, it would shrink to illegible)
+    crops, head = page_view(page, _found([(10, 60), (70, 140)]), 32)
+    assert head == "<image> <image>" and len(crops) == 2 and all(c.size != page.size for c in crops)
 
 
 def test_page_view_rewrites_page_tasks_only():

@@ -102,6 +102,9 @@ class VisionConfig:
     image_mean: list = field(default_factory=lambda: [0.48145466, 0.4578275, 0.40821073])
     image_std: list = field(default_factory=lambda: [0.26862954, 0.26130258, 0.27577711])
     tiling: TilingConfig = field(default_factory=TilingConfig)   # dynamic-resolution crops (off by default)
+    # >0: an appearance vector per view (textharmony.model.appearance, this many channels) added to its visual
+    # tokens: the colours that per-image normalisation takes out of the tower's input ("the red text")
+    appearance: int = 0
 
     def __post_init__(self):
         if self.resize not in ("square", "letterbox"):
@@ -112,6 +115,9 @@ class VisionConfig:
         if self.image_size < 1 or self.image_height < 0 or self.merge_rows < 1 or self.ctc_weight < 0:
             raise ConfigError("config keys 'vision.image_size' (>= 1), 'vision.image_height' (>= 0), "
                               "'vision.merge_rows' (>= 1) and 'vision.ctc_weight' (>= 0) are out of range")
+        if not isinstance(self.appearance, int) or self.appearance < 0:
+            raise ConfigError(f"config key 'vision.appearance' must be 0 (off) or a channel count >= 1, got "
+                              f"{self.appearance!r}")
         if self.stem:
             bad = set(self.stem) - {"channels", "strides"}
             ch, st = self.stem.get("channels"), self.stem.get("strides")
@@ -141,6 +147,9 @@ class DetectorConfig:
     box_thresh: float = 0.5                     # mean probability a kept region needs
     unclip: float = 1.5                         # kernel -> word: grown by A * unclip / L
     min_size: float = 3.0                       # regions whose short side (input pixels) is smaller are dropped
+    # page questions (vqa, kie): the LLM sees each word crop followed by the model's own reading of it (two
+    # passes: read the crops, then answer), not the crops alone (data.layouts.page_view)
+    read_first: bool = False
 
     def __post_init__(self):
         if self.size < 32 or self.size % 16:

@@ -7,6 +7,14 @@
 ``trainable.safetensors``; the model is rebuilt from the run's ``train_config.yaml`` two levels up, or
 ``--config``, and the checkpoint's trainable weights are loaded into it). ``DEST`` is written atomically
 (``save_pretrained``); its size is printed, and more than ``--max-mb`` (40, the package's budget) is an error.
+``--writer-from DIR`` takes the writer (``decoder.*``, ``mapper.*``, ``null_context`` and the decoder's config)
+from another model: two stages trained in parallel from the same parent on disjoint parts (a reader stage on
+the LLM's text expert, a writer stage on the UNet) become one model. Every other weight the two share must be
+bit-identical (else refused: they did not start from the same parent, or both trained it).
+
+    python -m textharmony.export outputs/train/pageqa/final textharmony/assets/embedded \
+        --writer-from outputs/train/writer_edit/final_ema
+
 ``--set decoder.default_guidance=3`` (repeatable) changes an inference default saved with the model
 (``decoder.default_steps``, ``decoder.default_guidance``, ``decoder.sampler``): what ``infer.py`` uses when no
 flag is given; weights and architecture are never changed. Bad input: one line, exit status 2.
@@ -49,6 +57,33 @@ def load_source(src: str, config: str | None = None):
     return model.eval()
 
 
+WRITER = ("decoder.", "mapper.", "null_context")
+
+
+def take_writer(model, donor, name: str = "the donor") -> int:
+    """Copy ``donor``'s writer (:data:`WRITER` tensors and ``cfg.decoder``) into ``model``; returns the tensors
+    copied. ValueError where the writers' tensors differ in name or shape, or where any other tensor both
+    models have differs (peft's ``.base_layer`` names compared as the plain layer's)."""
+    import copy
+
+    import torch
+    a = {k.replace(".base_layer.", "."): v for k, v in model.state_dict().items()}
+    b = {k.replace(".base_layer.", "."): v for k, v in donor.state_dict().items()}
+    wa, wb = ({k: v for k, v in d.items() if k.startswith(WRITER)} for d in (a, b))
+    if set(wa) != set(wb) or any(wa[k].shape != wb[k].shape for k in wa):
+        raise ValueError(f"--writer-from: {name}'s writer has other tensors than this model's (another decoder "
+                         f"architecture); only a writer of the same shape can be taken")
+    differ = sorted(k for k in a.keys() & b.keys() if not k.startswith(WRITER) and not torch.equal(a[k], b[k]))
+    if differ:
+        raise ValueError(f"--writer-from: {name} differs from this model outside the writer ({len(differ)} tensors, "
+                         f"e.g. {differ[0]}): they were not trained from the same parent on disjoint parts")
+    names = {k.replace(".base_layer.", "."): k for k in model.state_dict()}
+    model.load_state_dict({names[k]: v for k, v in wb.items()}, strict=False)
+    model.cfg.decoder = copy.deepcopy(donor.cfg.decoder)
+    model.decoder.cfg = model.cfg.decoder
+    return len(wb)
+
+
 INFERENCE_KEYS = ("decoder.default_steps", "decoder.default_guidance", "decoder.sampler")
 
 
@@ -83,12 +118,17 @@ def main(argv=None) -> int:
     ap.add_argument("dest")
     ap.add_argument("--config", help="the run's training YAML (checkpoints only; default: <run>/train_config.yaml)")
     ap.add_argument("--max-mb", type=float, default=40.0)
+    ap.add_argument("--writer-from", metavar="DIR", help="take the writer (decoder, mapper, null context) from "
+                    "this model, trained in parallel from the same parent")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help=f"an inference default to save with the model ({', '.join(INFERENCE_KEYS)})")
     args = ap.parse_args(argv)
     try:
         sets = parse_sets(args.set)
         model = load_source(args.src, args.config)
+        if args.writer_from:
+            n = take_writer(model, load_source(args.writer_from), args.writer_from)
+            print(f"export: the writer ({n} tensors) from {args.writer_from}")
         apply_sets(model, sets)
     except (ValueError, OSError) as e:
         print(f"export: {str(e).splitlines()[0]}", file=sys.stderr)

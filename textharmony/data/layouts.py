@@ -20,7 +20,7 @@ from .synth import SynthConfig, SynthSample, render
 from .synth_render import FontPool
 from .boxes import reading_order
 from .kernels import detector_input, kernel_target, rectify
-from .tasks import prompt, read_text
+from .tasks import ordered, prompt, read_text
 from .wordcrops import (RenderedStream, TextSampler, _heldout_list, chinese_words, english_words, font_families,
                         pick_font, record_for, render_crop)
 
@@ -74,33 +74,90 @@ class LayoutStream(RenderedStream):
 
 
 # --------------------------------------------------------------------------- questions about a whole page
-def page_prompt(lines: list[int]) -> str:
+def page_prompt(lines: list[int], readings: list[str] | None = None) -> str:
     """The image part of a page prompt: one ``<image>`` per word crop, words of a line separated by a space,
-    lines by a newline (``lines`` = the number of words on each line, top to bottom)."""
+    lines by a newline (``lines`` = the number of words on each line, top to bottom). ``readings`` (one per
+    crop, in order; ``detector.read_first``): each line's crops are followed by `` = `` and what was read in
+    them (``<image> <image> = HELLO WORLD``; empty readings left out)."""
     from ..sequence import IMAGE_TOKEN
-    return "\n".join(" ".join([IMAGE_TOKEN] * k) for k in lines if k)
+    if readings is not None and len(readings) != sum(lines):
+        raise ValueError(f"page_prompt: {len(readings)} readings for {sum(lines)} crops")
+    out, i = [], 0
+    for k in lines:
+        if not k:
+            continue
+        head = " ".join([IMAGE_TOKEN] * k)
+        if readings is not None:
+            text = " ".join(r.strip() for r in readings[i:i + k] if r.strip())
+            head += " = " + text if text else ""
+        out.append(head)
+        i += k
+    return "\n".join(out)
 
 
-def seen_whole(found: list[dict]) -> bool:
-    """One line of at most two detected words (or none): the image is taken for a crop -- the reader's own
-    input, which holds one or two words -- and read whole rather than cut into its words."""
-    return len(found) <= 2 and all(d["line"] == 0 for d in found)
+def seen_whole(found: list[dict], size: tuple[int, int] | None = None, fill: float = 0.5) -> bool:
+    """The image is taken for a crop -- the reader's own input, which holds one or two words -- and read whole
+    rather than cut into its words: nothing detected, or one line of at most two words whose height fills at
+    least ``fill`` of the image's (``size`` = (w, h); None skips that test). A small word on a large page is
+    cut out: read whole at the reader's input size, it shrinks below legibility (256-px pages with one short
+    line: 'histogram' read as '早')."""
+    if not found:
+        return True
+    if len(found) > 2 or any(d["line"] != 0 for d in found):
+        return False
+    if size is None:
+        return True
+    ys = [float(p[1]) for d in found for p in d["polygon"]]
+    return max(ys) - min(ys) >= fill * size[1]
 
 
-def page_view(image, found: list[dict], height: int = 32) -> tuple[list, str]:
+def page_view(image, found: list[dict], height: int = 32, readings: list[str] | None = None) -> tuple[list, str]:
     """How a model with a text detector sees a whole page: (word crops in reading order, the prompt's image part).
 
     ``found``: the detector's words on ``image`` (``[{"polygon", "line"}]`` in reading order,
     :func:`textharmony.model.detector.detect_words`). Each word is rectified to ``height`` px
     (:func:`~textharmony.data.kernels.rectify`); an image :func:`seen_whole` is its own single crop.
+    ``readings``: the text of each crop (one per crop, in order): the prompt gives it after each line's crops
+    (:func:`page_prompt`; ``detector.read_first``). :func:`page_crops` gives the crops alone (what is read).
     Inference (the pipeline's page route) and training (:class:`PageView`) both call this."""
-    if seen_whole(found):
-        return [image], page_prompt([1])
+    crops, counts = page_crops(image, found, height)
+    return crops, page_prompt(counts, readings)
+
+
+def page_crops(image, found: list[dict], height: int = 32) -> tuple[list, list[int]]:
+    """(word crops in reading order, words per line) of a page (:func:`page_view`'s crops)."""
+    if seen_whole(found, image.size):
+        return [image], [1]
     crops = [rectify(image, d["polygon"], height) for d in found]
     counts = [0] * (1 + max(d["line"] for d in found))
     for d in found:
         counts[d["line"]] += 1
-    return crops, page_prompt(counts)
+    return crops, counts
+
+
+def matched_text(found: list[dict], words: list[dict], min_iou: float = 0.3) -> list[str]:
+    """The reference text of each detected word: the annotated word whose box overlaps its box most (IoU >=
+    ``min_iou``), else ``""`` -- a training page's readings as an exact reader would give them.
+    ``found`` / ``words``: ``[{"polygon"}]`` (+ ``"text"`` for ``words``), in the same image's pixels."""
+    def box(poly):
+        xs, ys = [float(p[0]) for p in poly], [float(p[1]) for p in poly]
+        return min(xs), min(ys), max(xs), max(ys)
+
+    refs = [(box(w["polygon"]), str(w.get("text", ""))) for w in words if w.get("polygon")]
+    out = []
+    for d in found:
+        a = box(d["polygon"])
+        best, text = min_iou, ""
+        for b, t in refs:
+            iw, ih = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
+            if iw <= 0 or ih <= 0:
+                continue
+            inter = iw * ih
+            iou = inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+            if iou >= best:
+                best, text = iou, t
+        out.append(text)
+    return out
 
 
 class PageView:
@@ -109,15 +166,19 @@ class PageView:
     :class:`~textharmony.data.collate.Collator` (``page_view``) for records whose input is one image:
 
     * ``kie`` / ``vqa``: the page's ``<image>`` becomes its detected word crops (:func:`page_view`), the
-      prompt and answer stay;
+      prompt and answer stay; ``readings`` (``detector.read_first``): each line's crops are followed by their
+      words' annotated text (:func:`matched_text`), where the pipeline gives the model's own reading;
     * ``recognize`` of a page with word boxes (a converted document: ``--tasks kie,recognize``) becomes, with
       probability ``word`` (0.5), one of its words as a crop (jittered like a detector's, rectified: the
       reader's own task, CTC on -- reading in the documents' fonts, and no drift of single-word reading),
-      else the page's text by lines read from its detected crops (the reading a page task builds on).
+      else the page's text by lines read from its detected crops (the reading a page task builds on); with
+      ``readings`` always the word (the page's text is then its crops' readings, as the pipeline's ocr joins them).
     Other records pass unchanged. Random choices come from ``seed`` and a per-view counter."""
 
-    def __init__(self, detect, height: int = 32, tasks=("kie", "vqa"), word: float = 0.5, seed: int = 0):
+    def __init__(self, detect, height: int = 32, tasks=("kie", "vqa"), word: float = 0.5, seed: int = 0,
+                 readings: bool = False):
         self.detect, self.height, self.tasks, self.word = detect, height, tuple(tasks), float(word)
+        self.readings = bool(readings)
         self.rng = random.Random(f"page-view/{seed}")
 
     def __call__(self, record: dict, images: dict) -> tuple[dict, dict]:
@@ -132,7 +193,13 @@ class PageView:
             return self._reading(record, inp)
         if task not in self.tasks:
             return record, images
-        crops, head = page_view(inp, self.detect(inp), self.height)
+        found = self.detect(inp)
+        readings = None
+        if self.readings:
+            words = [w for w in record.get("words") or [] if w.get("polygon")]
+            readings = ([" ".join(str(w.get("text", "")) for w in ordered(words))] if seen_whole(found, inp.size)
+                        else matched_text(found, words))
+        crops, head = page_view(inp, found, self.height, readings)
         q = turns[0]["content"]
         if q.startswith(IMAGE_TOKEN + "\n"):       # "<image>\nQ" -> "<crops>\nQ", as the pipeline prompts
             content = head + "\n" + q[len(IMAGE_TOKEN) + 1:]
@@ -146,7 +213,8 @@ class PageView:
         if not words:
             return record, {"input": page}
         lang = record.get("lang", "en")
-        if self.rng.random() < self.word:
+        # with readings the page's text is the crops' readings joined (the pipeline's ocr): one word always
+        if self.readings or self.rng.random() < self.word:
             w = self.rng.choice(words)
             poly = _jitter(_quad_of(w["polygon"]), self.rng)
             crop, text = rectify(page, poly, self.height), str(w["text"])
@@ -181,27 +249,45 @@ def _jitter(poly, rng) -> list:
 class PageQAStream(RenderedStream):
     """Endless collator batches that teach the LLM to answer about a page it sees as its word crops:
     ``vqa`` share: one of the page's reading questions (``synth.make_vqa``: word count, top / bottom line,
-    the text of a colour); ``page`` share: the page's text by lines; the rest: single word crops read as in
-    the reader's training (CTC on). The crops are the words' quads, jittered, rectified
-    (:func:`textharmony.data.kernels.rectify`), in reading order: what the pipeline feeds at inference."""
+    the text of a colour); ``page`` share: the page's text by lines; ``gen`` share: a writer strip
+    (text-to-image or editing, :mod:`textharmony.data.wordstrips`: what a Slide-LoRA gate learns to route
+    to the image expert); the rest: single word crops read as in the reader's training (CTC on). The crops are
+    the words' quads, jittered, rectified (:func:`textharmony.data.kernels.rectify`), in reading order: what the
+    pipeline feeds at inference. ``readings`` (``detector.read_first``): each line's crops are followed by
+    their words' text (:func:`page_prompt`), as the pipeline gives the model's own reading of them."""
     kind = "pages"
 
     def __init__(self, collator, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
                  zh: float = 0.4, vqa: float = 0.5, page: float = 0.2, workers: int = 1, prefetch: int = 4,
-                 crop_height: int = 32):
+                 crop_height: int = 32, readings: bool = False, gen: float = 0.0):
         super().__init__(seed, rank, world_size, workers, prefetch)
+        if min(vqa, page, gen) < 0 or vqa + page + gen > 1:
+            raise ValueError(f"pages: vqa {vqa} + page {page} + gen {gen} must be shares summing to <= 1")
         self.collator, self.batch_size = collator, batch_size
         self.cfg = layout_config("train", 256, seed, zh)
         self.pool = layout_fonts("train")
         self.sampler = TextSampler(zh=zh)
         self.fonts = font_families("train")
-        self.vqa, self.page, self.crop_height = vqa, page, crop_height
+        self.vqa, self.page, self.gen, self.crop_height = vqa, page, gen, crop_height
+        self.readings = bool(readings)
+        self._strips = None
+
+    def _strip(self, rng: random.Random) -> tuple[dict, dict]:
+        from .wordstrips import StripTexts, strip_record, strip_sample, writer_fonts
+        if self._strips is None:
+            self._strips = (StripTexts(zh=0.2), writer_fonts())
+        edit = rng.random() < 0.5
+        s = strip_sample(rng, *self._strips, self.collator.processor.decoder_hw, edit)
+        return strip_record(s, edit, rng, "mixed")
 
     def samples(self, index: int) -> list:
         rng = random.Random(f"pages/{self.seed}/{self.rank}/{index}")
         out = []
         for j in range(self.batch_size):
             r = rng.random()
+            if self.vqa + self.page <= r < self.vqa + self.page + self.gen:
+                out.append(self._strip(rng))
+                continue
             if r >= self.vqa + self.page:
                 text, lang = self.sampler(rng)
                 img = render_crop(text, pick_font(text, lang, self.fonts, rng), rng)
@@ -210,7 +296,8 @@ class PageQAStream(RenderedStream):
             s = render(rng.randrange(1 << 30), self.cfg, self.pool)
             lines = reading_order([dict(w) for w in s.words])
             crops = [rectify(s.image, _jitter(w["polygon"], rng), self.crop_height) for ln in lines for w in ln]
-            head = page_prompt([len(ln) for ln in lines])
+            head = page_prompt([len(ln) for ln in lines],
+                               [w["text"] for ln in lines for w in ln] if self.readings else None)
             if r < self.vqa and s.vqa:
                 qa = rng.choice(s.vqa)
                 q, a = qa["question"], qa["answer"]

@@ -36,7 +36,7 @@ from ..config import ConfigError, ModelConfig, from_dict, to_dict
 CONFIG_NAME = "textharmony_config.yaml"
 WEIGHTS_NAME = "textharmony.safetensors"
 _OWN = ("connector.", "mapper.", "image_queries", "null_context", "vision.stem.", "ctc_head.", "detector.",
-        "decoder.glyph.", "tile_pos.")
+        "decoder.glyph.", "tile_pos.", "appearance.")
 
 
 class IncompleteModelError(FileNotFoundError):

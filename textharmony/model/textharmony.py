@@ -29,6 +29,7 @@ from .detector import TextDetector
 from .image_decoder import ImageDecoder
 from .llm import build_llm
 from .mapper import build_mapper
+from .appearance import Appearance
 from .tile_position import CropPositions
 from .vision import VisionTower
 
@@ -70,6 +71,7 @@ class TextHarmonyModel(nn.Module):
         # dynamic-resolution tiling: crop-position embeddings on the crops' visual tokens (zero at first)
         t = cfg.vision.tiling
         self.tile_pos = CropPositions(t.max_tiles, d) if t.enabled else None
+        self.appearance = Appearance(cfg.vision.appearance, d) if cfg.vision.appearance else None
         self.slide = None  # Slide-LoRA controller (attached by textharmony.model.slide_lora when enabled)
 
     # ------------------------------------------------------------------ construction
@@ -116,6 +118,18 @@ class TextHarmonyModel(nn.Module):
         if cache is not None:
             cache.clear()
 
+    def set_appearance(self, channels: int) -> None:
+        """Add (``channels`` > 0, zero-initialised: the model computes what it did) or drop (0) the per-view
+        appearance vector (:mod:`textharmony.model.appearance`); a model that has one of that width keeps it."""
+        if channels and self.appearance is not None and self.appearance.proj.in_features == 2 * channels:
+            return
+        self.cfg.vision.appearance = int(channels)
+        self.appearance = (Appearance(channels, self.llm.config.hidden_size).to(self.device, self.dtype)
+                           if channels else None)
+        cache = getattr(self, "feature_cache", None)
+        if cache is not None:
+            cache.clear()
+
     def replace_decoder(self, cfg) -> None:
         """A fresh image decoder of ``cfg`` (``DecoderConfig``) in place of this one (the writer stage on a
         reader); the mapper and null context are rebuilt when the UNet's context width changes."""
@@ -152,6 +166,8 @@ class TextHarmonyModel(nn.Module):
         """(M, 3, H, W) views -> (M, K, D) visual tokens in the LLM's width; a tiling model adds each crop's
         position (``view_pos`` (M, 2), the collator's; required there)."""
         vis = self.connector(self.vision(pixel_values.to(self.dtype)))
+        if self.appearance is not None:                     # the colours per-image normalisation took out
+            vis = vis + self.appearance(pixel_values.to(self.dtype))[:, None].to(vis.dtype)
         if self.tile_pos is None:
             return vis
         if view_pos is None:

@@ -140,7 +140,7 @@ class DebugConfig:
 MEMORY_KEYS = ["num_samples", "seed", "tasks"]
 # the options each rendered source reads (textharmony.train.data.build_dataloader)
 SOURCE_OPTIONS = {"memory": set(MEMORY_KEYS), "words": {"zh", "workers", "prompt_lang"}, "layouts": {"zh", "workers"},
-                  "pages": {"zh", "vqa", "page", "workers"}, "strips": {"zh", "edit", "workers"},
+                  "pages": {"zh", "vqa", "page", "gen", "workers"}, "strips": {"zh", "edit", "workers"},
                   "doclines": {"doc", "workers"}}
 
 
@@ -295,10 +295,10 @@ def _validate(cfg: TrainConfig) -> TrainConfig:
             fresh_decoder = sec == "decoder" and sub.get("replace") is True
             for k in sub:
                 if (sec, k) not in SOFT_MODEL_KEYS and sec not in ("slide_lora", "detector") and not fresh_decoder \
-                        and (sec, k) != ("vision", "tiling"):
+                        and (sec, k) not in (("vision", "tiling"), ("vision", "appearance")):
                     raise ConfigError(f"config key 'model.overrides.{sec}.{k}' changes the architecture and cannot "
                                       f"accompany model.init_from (only loss weights, a new slide_lora or "
-                                      f"detector section, vision.tiling, or a new decoder: decoder.replace: true)")
+                                      f"detector section, vision.tiling / appearance, or a new decoder: decoder.replace: true)")
         checked = copy.deepcopy(m.overrides)
         dec = checked.get("decoder", {})
         dec.pop("replace", None)

@@ -202,7 +202,8 @@ def page_view_for(model):
     if getattr(model, "detector", None) is None:
         return None
     from ..data.layouts import PageView
-    return PageView(PageDetector(model.detector), model.cfg.vision.image_height or 32)
+    return PageView(PageDetector(model.detector), model.cfg.vision.image_height or 32,
+                    readings=model.cfg.detector.read_first)
 
 
 def _collator(model, dcfg):
@@ -250,7 +251,8 @@ def build_dataloader(train_cfg, model, rank: int = 0, world_size: int = 1) -> Ba
             return PageQAStream(_collator(model, dcfg), dcfg.batch_size, dcfg.seed, rank, world_size,
                                 zh=float(memory.get("zh", 0.4)), vqa=float(memory.get("vqa", 0.5)),
                                 page=float(memory.get("page", 0.2)), workers=int(memory.get("workers", 1)),
-                                crop_height=model.cfg.vision.image_height or 32)
+                                crop_height=model.cfg.vision.image_height or 32,
+                                readings=model.cfg.detector.read_first, gen=float(memory.get("gen", 0.0)))
     if source == "memory":
         recs = memory_records(int(memory.get("num_samples", 48)), int(memory.get("seed", dcfg.seed)),
                               size=max(dcfg.image_size, dcfg.resolution),

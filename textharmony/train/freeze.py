@@ -22,6 +22,7 @@ COMPONENTS = (
     ("vision", lambda n: n.startswith("vision.")),
     ("connector", lambda n: n.startswith("connector.")),
     ("tiling", lambda n: n.startswith("tile_pos.")),
+    ("appearance", lambda n: n.startswith("appearance.")),
     ("llm", lambda n: n.startswith("llm.")),
     ("queries", lambda n: n in ("image_queries", "null_context")),
     ("mapper", lambda n: n.startswith("mapper.")),

@@ -99,9 +99,10 @@ def heldout_page_qa(model, n: int = 100) -> dict:
     for p in _pages(n, 256):
         lines = reading_order([dict(w) for w in p.words])
         crops = [rectify(p.image, w["polygon"], model.cfg.vision.image_height or 32) for ln in lines for w in ln]
+        readings = [w["text"] for ln in lines for w in ln] if model.cfg.detector.read_first else None
         for qa in p.vqa:
             ims.append(crops)
-            prompts.append(page_prompt([len(ln) for ln in lines]) + "\n" + qa["question"])
+            prompts.append(page_prompt([len(ln) for ln in lines], readings) + "\n" + qa["question"])
             refs.append(qa["answer"])
             kinds.append(_kind(qa["question"]))
     preds = []

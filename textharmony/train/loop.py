@@ -88,6 +88,9 @@ def _apply_init_overrides(model, overrides: dict) -> None:
         from ..config import TilingConfig
         model.set_tiling(from_dict(TilingConfig, {**to_dict(model.cfg.vision.tiling), **tiling},
                                    prefix="model.overrides.vision.tiling."))
+    appearance = (overrides.get("vision") or {}).get("appearance")
+    if appearance is not None:    # zero-initialised: the model reads as it did (Model.set_appearance)
+        model.set_appearance(appearance)
     det = overrides.get("detector")
     if det:
         from ..config import DetectorConfig
