@@ -67,7 +67,9 @@ def take_writer(model, donor, name: str = "the donor") -> int:
     import copy
 
     import torch
-    a = {k.replace(".base_layer.", "."): v for k, v in model.state_dict().items()}
+    own = model.state_dict()
+    names = {k.replace(".base_layer.", "."): k for k in own}
+    a = {n: own[k] for n, k in names.items()}
     b = {k.replace(".base_layer.", "."): v for k, v in donor.state_dict().items()}
     wa, wb = ({k: v for k, v in d.items() if k.startswith(WRITER)} for d in (a, b))
     if set(wa) != set(wb) or any(wa[k].shape != wb[k].shape for k in wa):
@@ -77,7 +79,6 @@ def take_writer(model, donor, name: str = "the donor") -> int:
     if differ:
         raise ValueError(f"--writer-from: {name} differs from this model outside the writer ({len(differ)} tensors, "
                          f"e.g. {differ[0]}): they were not trained from the same parent on disjoint parts")
-    names = {k.replace(".base_layer.", "."): k for k in model.state_dict()}
     model.load_state_dict({names[k]: v for k, v in wb.items()}, strict=False)
     model.cfg.decoder = copy.deepcopy(donor.cfg.decoder)
     model.decoder.cfg = model.cfg.decoder

@@ -95,9 +95,8 @@ def cpu_has_bf16() -> bool:
 
 def fast_cpu_unet(model, device: torch.device) -> bool:
     """dtype ``auto`` on a CPU with native bfloat16: the diffusion UNet (and a latent decoder's VAE) runs in
-    bfloat16, channels-last (its
-    convolutions' fast layout in oneDNN): 0.50x its float32 time here, writing accuracy measured in
-    ``benchmarks/RESULTS.md``. The rest of the model stays float32 (reading is unchanged); the sampling loop
+    bfloat16, channels-last (its convolutions' fast layout in oneDNN): 0.50x its float32 time here, writing
+    accuracy measured in ``benchmarks/RESULTS.md``. The rest of the model stays float32 (reading is unchanged); the sampling loop
     casts its inputs to the UNet's dtype. ``dtype=float32`` keeps everything in float32. Returns whether it did."""
     dec = getattr(model, "decoder", None)
     unet = getattr(dec, "unet", None)
@@ -505,60 +504,47 @@ class TextHarmonyPipeline:
                     questions: list[str] | None = None) -> list[dict]:
         """detect / spot / ocr (whole image) / vqa with the model's text-region head: it finds the words, the
         LLM reads each one from its rectified crop (one batch over the chunk's pages). ``text`` has the format the LLM's
-        own detect / spot answers have (``<poly>`` in 0..999 of the image; ocr: words by lines). vqa: the LLM
-        sees the page as its word crops in reading order (``data.layouts.page_prompt``) and the question; with
-        ``detector.read_first`` it reads the crops first and sees each line's crops followed by its readings.
-        ocr / vqa: where the head finds one line of at most two words (or nothing), the image is taken for a
-        crop (the reader's own input, which holds one or two words) and given whole, as to a model without a
-        detector."""
-        from .data.boxes import bbox_to_polygon, region_to_text
+        own detect / spot answers have (``<poly>`` in 0..999 of the image; ocr: words by lines). ocr / vqa see a
+        page as :func:`data.layouts.page_crops` cuts it (an image :func:`~data.layouts.seen_whole` -- one line of
+        at most two words filling it, or nothing -- is one crop, the reader's own input, given whole). vqa: the
+        LLM sees the crops in reading order (``data.layouts.page_prompt``) and the question; with
+        ``detector.read_first`` it reads the crops first and sees each line's crops followed by its readings."""
+        from .data.boxes import region_to_text
         from .data.kernels import rectify
+        from .data.layouts import page_crops, page_lines, page_prompt
         from .model.detector import detect_words
         found = detect_words(self.model.detector, images, batch_size=self.batch_size)
         height = self.model.cfg.vision.image_height or 32
-        if task == "vqa":   # the page as its word crops in reading order, then the question (as trained)
-            from .data.layouts import page_crops, page_prompt
-            views = [page_crops(im, ds, height) for im, ds in zip(images, found)]
-            readings: list = [None] * len(views)
-            if self.model.cfg.detector.read_first:      # pass 1: the model reads every crop, one batch
-                crops = [c for cs, _ in views for c in cs]
-                prompt = _image_prompt("recognize", _lang(lang, ""))
-                texts = iter(self._generate_texts([([c], prompt) for c in crops], mnt, **gen))
-                readings = [[next(texts).strip() for _ in cs] for cs, _ in views]
-            reqs = [(cs, page_prompt(counts, r) + "\n" + q) for (cs, counts), r, q in zip(views, readings, questions)]
-            texts = self._generate_texts(reqs, mnt, **gen)
-            return [{"text": t} for t in texts]
-        if task == "ocr":   # one line of at most two words (or none): a crop, the reader's input, seen whole
-            from .data.layouts import seen_whole
-            for im, ds in zip(images, found):
-                if seen_whole(ds, im.size):
-                    ds[:] = [{"polygon": bbox_to_polygon((0, 0, *im.size)), "line": 0, "whole": True}]
-        if task != "detect":
-            crops = [im if d.get("whole") else rectify(im, d["polygon"], height) for im, ds in zip(images, found)
-                     for d in ds]
-            prompt = _image_prompt("recognize", _lang(lang, ""))     # one prompt for every crop: encoded once
-            texts = iter(self._generate_texts([([c], prompt) for c in crops], mnt, **gen)) if crops else iter(())
-            for ds in found:
-                for d in ds:
-                    d["text"] = next(texts).strip()
-        results = []
-        for im, ds in zip(images, found):
-            w, h = im.size
-            polys = [_round_poly(d["polygon"]) for d in ds]
-            if task == "detect":
-                results.append({"text": "\n".join(region_to_text(p, w, h, "poly") for p in polys),
-                                "polygons": [{"polygon": p} for p in polys]})
-            elif task == "spot":
-                words = [{"text": d["text"], "polygon": p} for d, p in zip(ds, polys) if d["text"]]
+        sizes = [im.size for im in images]
+        if task == "detect":
+            polys = [[_round_poly(d["polygon"]) for d in ds] for ds in found]
+            return [{"text": "\n".join(region_to_text(p, w, h, "poly") for p in ps), "polygons": [{"polygon": p} for p in ps]}
+                    for ps, (w, h) in zip(polys, sizes)]
+        if task == "spot":
+            texts = iter(self._read_crops([rectify(im, d["polygon"], height) for im, ds in zip(images, found)
+                                           for d in ds], lang, mnt, gen))
+            results = []
+            for ds, (w, h) in zip(found, sizes):
+                words = [{"text": t, "polygon": _round_poly(d["polygon"])} for d in ds if (t := next(texts))]
                 results.append({"text": "\n".join(f"{x['text']} {region_to_text(x['polygon'], w, h, 'poly')}"
                                                    for x in words), "words": words})
-            else:
-                lines: dict[int, list[str]] = {}
-                for d in ds:
-                    if d["text"]:
-                        lines.setdefault(d["line"], []).append(d["text"])
-                results.append({"text": "\n".join(" ".join(v) for _, v in sorted(lines.items()))})
-        return results
+            return results
+        views = [page_crops(im, ds, height) for im, ds in zip(images, found)]
+        readings: list = [None] * len(views)
+        if task == "ocr" or self.model.cfg.detector.read_first:      # every crop read, one batch
+            texts = iter(self._read_crops([c for cs, _ in views for c in cs], lang, mnt, gen))
+            readings = [[next(texts) for _ in cs] for cs, _ in views]
+        if task == "ocr":
+            return [{"text": "\n".join(t for t in page_lines(counts, r) if t)} for (_, counts), r in zip(views, readings)]
+        reqs = [(cs, page_prompt(counts, r) + "\n" + q) for (cs, counts), r, q in zip(views, readings, questions)]
+        return [{"text": t} for t in self._generate_texts(reqs, mnt, **gen)]
+
+    def _read_crops(self, crops: list[Image.Image], lang: str | None, mnt: int, gen: dict) -> list[str]:
+        """Word crops -> what the LLM reads in each (the recognise prompt, encoded once; one batch)."""
+        if not crops:
+            return []
+        prompt = _image_prompt("recognize", _lang(lang, ""))
+        return [t.strip() for t in self._generate_texts([([c], prompt) for c in crops], mnt, **gen)]
 
     # ------------------------------------------------------------------ reading: one method per task
     def _one_or_many(self, task, image, key=None, **kw):

@@ -18,7 +18,7 @@ import torch
 
 from .synth import SynthConfig, SynthSample, render
 from .synth_render import FontPool
-from .boxes import reading_order
+from .boxes import bbox_to_polygon, polygon_to_bbox, reading_order
 from .kernels import detector_input, kernel_target, rectify
 from .tasks import ordered, prompt, read_text
 from .wordcrops import (RenderedStream, TextSampler, _heldout_list, chinese_words, english_words, font_families,
@@ -80,33 +80,35 @@ def page_prompt(lines: list[int], readings: list[str] | None = None) -> str:
     crop, in order; ``detector.read_first``): each line's crops are followed by `` = `` and what was read in
     them (``<image> <image> = HELLO WORLD``; empty readings left out)."""
     from ..sequence import IMAGE_TOKEN
-    if readings is not None and len(readings) != sum(lines):
+    heads = [" ".join([IMAGE_TOKEN] * k) for k in lines if k]
+    if readings is None:
+        return "\n".join(heads)
+    return "\n".join(h + (" = " + t if t else "") for h, t in zip(heads, page_lines(lines, readings)))
+
+
+def page_lines(lines: list[int], readings: list[str]) -> list[str]:
+    """Per non-empty line (``lines`` = words per line), its crops' ``readings`` (one per crop, in order),
+    stripped, the empty ones left out, joined by a space (a line that read nothing is ``""``)."""
+    if len(readings) != sum(lines):
         raise ValueError(f"page_prompt: {len(readings)} readings for {sum(lines)} crops")
     out, i = [], 0
     for k in lines:
-        if not k:
-            continue
-        head = " ".join([IMAGE_TOKEN] * k)
-        if readings is not None:
-            text = " ".join(r.strip() for r in readings[i:i + k] if r.strip())
-            head += " = " + text if text else ""
-        out.append(head)
-        i += k
-    return "\n".join(out)
+        if k:
+            out.append(" ".join(r.strip() for r in readings[i:i + k] if r.strip()))
+            i += k
+    return out
 
 
-def seen_whole(found: list[dict], size: tuple[int, int] | None = None, fill: float = 0.5) -> bool:
+def seen_whole(found: list[dict], size: tuple[int, int], fill: float = 0.5) -> bool:
     """The image is taken for a crop -- the reader's own input, which holds one or two words -- and read whole
     rather than cut into its words: nothing detected, or one line of at most two words whose height fills at
-    least ``fill`` of the image's (``size`` = (w, h); None skips that test). A small word on a large page is
-    cut out: read whole at the reader's input size, it shrinks below legibility (256-px pages with one short
-    line: 'histogram' read as '早')."""
+    least ``fill`` of the image's (``size`` = (w, h)). A small word on a large page is cut out: read whole at
+    the reader's input size, it shrinks below legibility (256-px pages with one short line: 'histogram' read
+    as '早')."""
     if not found:
         return True
     if len(found) > 2 or any(d["line"] != 0 for d in found):
         return False
-    if size is None:
-        return True
     ys = [float(p[1]) for d in found for p in d["polygon"]]
     return max(ys) - min(ys) >= fill * size[1]
 
@@ -139,14 +141,10 @@ def matched_text(found: list[dict], words: list[dict], min_iou: float = 0.3) -> 
     """The reference text of each detected word: the annotated word whose box overlaps its box most (IoU >=
     ``min_iou``), else ``""`` -- a training page's readings as an exact reader would give them.
     ``found`` / ``words``: ``[{"polygon"}]`` (+ ``"text"`` for ``words``), in the same image's pixels."""
-    def box(poly):
-        xs, ys = [float(p[0]) for p in poly], [float(p[1]) for p in poly]
-        return min(xs), min(ys), max(xs), max(ys)
-
-    refs = [(box(w["polygon"]), str(w.get("text", ""))) for w in words if w.get("polygon")]
+    refs = [(polygon_to_bbox(w["polygon"]), str(w.get("text", ""))) for w in words if w.get("polygon")]
     out = []
     for d in found:
-        a = box(d["polygon"])
+        a = polygon_to_bbox(d["polygon"])
         best, text = min_iou, ""
         for b, t in refs:
             iw, ih = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
@@ -230,10 +228,7 @@ class PageView:
 
 def _quad_of(polygon) -> list:
     """A word polygon (>= 3 points) -> its 4-point quad (the polygon itself, or its bounding box)."""
-    if len(polygon) == 4:
-        return [list(map(float, p)) for p in polygon]
-    xs, ys = [float(p[0]) for p in polygon], [float(p[1]) for p in polygon]
-    return [[min(xs), min(ys)], [max(xs), min(ys)], [max(xs), max(ys)], [min(xs), max(ys)]]
+    return polygon if len(polygon) == 4 else bbox_to_polygon(polygon_to_bbox(polygon))
 
 
 def _jitter(poly, rng) -> list:
@@ -270,15 +265,9 @@ class PageQAStream(RenderedStream):
         self.fonts = font_families("train")
         self.vqa, self.page, self.gen, self.crop_height = vqa, page, gen, crop_height
         self.readings = bool(readings)
-        self._strips = None
-
-    def _strip(self, rng: random.Random) -> tuple[dict, dict]:
-        from .wordstrips import StripTexts, strip_record, strip_sample, writer_fonts
-        if self._strips is None:
-            self._strips = (StripTexts(zh=0.2), writer_fonts())
-        edit = rng.random() < 0.5
-        s = strip_sample(rng, *self._strips, self.collator.processor.decoder_hw, edit)
-        return strip_record(s, edit, rng, "mixed")
+        if gen:
+            from .wordstrips import StripTexts, writer_fonts
+            self.strips = (StripTexts(zh=0.2), writer_fonts())
 
     def samples(self, index: int) -> list:
         rng = random.Random(f"pages/{self.seed}/{self.rank}/{index}")
@@ -286,7 +275,8 @@ class PageQAStream(RenderedStream):
         for j in range(self.batch_size):
             r = rng.random()
             if self.vqa + self.page <= r < self.vqa + self.page + self.gen:
-                out.append(self._strip(rng))
+                from .wordstrips import random_strip
+                out.append(random_strip(rng, *self.strips, self.collator.processor.decoder_hw, edit=0.5))
                 continue
             if r >= self.vqa + self.page:
                 text, lang = self.sampler(rng)

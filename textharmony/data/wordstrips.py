@@ -186,6 +186,13 @@ def strip_record(sample: dict, edit: bool, rng: random.Random, prompt_lang: str 
     return {"task": "t2i", "lang": lang, "turns": turns}, {"target": sample["image"]}
 
 
+def random_strip(rng: random.Random, texts: StripTexts, fonts: dict, hw: tuple[int, int], edit: float = 0.5,
+                 prompt_lang: str = "mixed") -> tuple[dict, dict]:
+    """One writer training sample (record, images): an edit with probability ``edit``, else text-to-image."""
+    is_edit = rng.random() < edit
+    return strip_record(strip_sample(rng, texts, fonts, hw, is_edit), is_edit, rng, prompt_lang)
+
+
 class WordStripStream(RenderedStream):
     """Endless writer batches (text-to-image and editing strips, ``edit`` = share of editing) through
     ``collator`` (the real training collator); ``hw`` the decoder's (height, width)."""
@@ -204,12 +211,7 @@ class WordStripStream(RenderedStream):
 
     def samples(self, index: int) -> list:
         rng = random.Random(f"strips/{self.seed}/{self.rank}/{index}")
-        out = []
-        for _ in range(self.batch_size):
-            edit = rng.random() < self.edit
-            s = strip_sample(rng, self.texts, self.fonts, self.hw, edit)
-            out.append(strip_record(s, edit, rng, "mixed"))
-        return out
+        return [random_strip(rng, self.texts, self.fonts, self.hw, self.edit) for _ in range(self.batch_size)]
 
 
 def heldout_strips(n: int, hw: tuple[int, int], lang: str = "en", edit: bool = False, fonts: str = "heldout",

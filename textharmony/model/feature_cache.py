@@ -6,8 +6,8 @@
     cache.stats()   # {"entries": 1, "hits": 1, "misses": 1, "bytes": ...}
 
 The key is a BLAKE2b digest of the image *as the ViT receives it* (mode, size and pixel bytes of the PIL image after
-any masking), plus the model's dtype and device; the value is that image's (K, D) visual tokens (the connector's
-output; a tiling model's: the image's (views, K, D), keyed apart). Least-recently-used entries are dropped beyond
+any masking), plus the model's dtype and device; the value is that image's (views, K, D) visual tokens (the connector's
+output; one view untiled; a tiling model's entries keyed apart). Least-recently-used entries are dropped beyond
 ``max_entries`` or ``max_bytes``. Thread-safe.
 
 Visual tokens depend on the image alone (the ViT runs outside Slide-LoRA routing; ViT LoRA is not routed), so a hit
@@ -90,36 +90,17 @@ class FeatureCache:
         ``view_pos`` (a tiling model's batch: M views, each image's starting at a (-1, -1) row) an entry is one
         image's views."""
         if view_pos is not None:
-            return self._tiled(model, images, pixel_values, view_pos)
-        if len(images) != pixel_values.shape[0]:
-            raise ValueError(f"{len(images)} images but {pixel_values.shape[0]} pixel_values")
-        tag = (str(model.dtype), str(model.device))
+            from .tile_position import view_spans
+            spans = view_spans(view_pos)
+            if len(images) != len(spans) or (spans and spans[0][0] != 0):
+                raise ValueError(f"{len(images)} images but {len(spans)} images' views in pixel_values")
+        else:
+            if len(images) != pixel_values.shape[0]:
+                raise ValueError(f"{len(images)} images but {pixel_values.shape[0]} pixel_values")
+            spans = [(i, i + 1) for i in range(len(images))]
+        tag = (("tiled",) if view_pos is not None else ()) + (str(model.dtype), str(model.device))
         keys = [(image_key(im), *tag) for im in images]
-        found = [self._get(k) for k in keys]
-        todo = [i for i, v in enumerate(found) if v is None]
-        self.hits += len(images) - len(todo)
-        self.misses += len(todo)
-        if todo:
-            uniq: dict = {}
-            for i in todo:
-                uniq.setdefault(keys[i], i)
-            vis = model.visual_tokens(pixel_values[list(uniq.values())])
-            computed = dict(zip(uniq, vis))
-            for k, v in computed.items():
-                self._put(k, v.detach())
-            for i in todo:
-                found[i] = computed[keys[i]]
-        return torch.stack(found)
-
-    def _tiled(self, model, images, pixel_values, view_pos) -> torch.Tensor:
-        """:meth:`visual_tokens` of a tiling model's batch: entries (views, K, D) per image, concatenated."""
-        from .tile_position import view_spans
-        spans = view_spans(view_pos)
-        if len(images) != len(spans) or (spans and spans[0][0] != 0):
-            raise ValueError(f"{len(images)} images but {len(spans)} images' views in pixel_values")
-        tag = ("tiled", str(model.dtype), str(model.device))
-        keys = [(image_key(im), *tag) for im in images]
-        found = [self._get(k) for k in keys]
+        found = [self._get(k) for k in keys]                 # entries: (views, K, D) per image
         missing = [i for i, v in enumerate(found) if v is None]
         self.hits += len(images) - len(missing)
         self.misses += len(missing)
@@ -129,15 +110,14 @@ class FeatureCache:
             for i in missing:
                 uniq.setdefault(keys[i], i)
             rows = [r for i in uniq.values() for r in range(*spans[i])]
-            vis = model.visual_tokens(pixel_values[rows], view_pos[rows])       # (views of those images, K, D)
+            vis = model.visual_tokens(pixel_values[rows], None if view_pos is None else view_pos[rows])
             o = 0
             for k, i in uniq.items():
                 n = spans[i][1] - spans[i][0]
                 computed[k] = vis[o:o + n]
                 self._put(k, computed[k].detach())
                 o += n
-        found = [v if v is not None else computed[k] for v, k in zip(found, keys)]
-        return torch.cat(found)
+        return torch.cat([v if v is not None else computed[k] for v, k in zip(found, keys)])
 
 
 def enable_feature_cache(model, max_entries: int = 32, max_bytes: int = 256 * 2 ** 20) -> FeatureCache:

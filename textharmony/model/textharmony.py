@@ -114,9 +114,7 @@ class TextHarmonyModel(nn.Module):
                         n = min(a.shape[0], b.shape[0])
                         b[:n] = a[:n]
         self.processor = ImageProcessor.from_config(self.cfg)
-        cache = getattr(self, "feature_cache", None)
-        if cache is not None:
-            cache.clear()
+        self._visual_changed()
 
     def set_appearance(self, channels: int) -> None:
         """Add (``channels`` > 0, zero-initialised: the model computes what it did) or drop (0) the per-view
@@ -126,6 +124,10 @@ class TextHarmonyModel(nn.Module):
         self.cfg.vision.appearance = int(channels)
         self.appearance = (Appearance(channels, self.llm.config.hidden_size).to(self.device, self.dtype)
                            if channels else None)
+        self._visual_changed()
+
+    def _visual_changed(self) -> None:
+        """The visual tokens of an image changed: a feature cache (the pipeline's) drops what it holds."""
         cache = getattr(self, "feature_cache", None)
         if cache is not None:
             cache.clear()
@@ -165,9 +167,10 @@ class TextHarmonyModel(nn.Module):
     def visual_tokens(self, pixel_values: torch.Tensor, view_pos: torch.Tensor | None = None) -> torch.Tensor:
         """(M, 3, H, W) views -> (M, K, D) visual tokens in the LLM's width; a tiling model adds each crop's
         position (``view_pos`` (M, 2), the collator's; required there)."""
-        vis = self.connector(self.vision(pixel_values.to(self.dtype)))
+        px = pixel_values.to(self.dtype)
+        vis = self.connector(self.vision(px))
         if self.appearance is not None:                     # the colours per-image normalisation took out
-            vis = vis + self.appearance(pixel_values.to(self.dtype))[:, None].to(vis.dtype)
+            vis = vis + self.appearance(px)[:, None].to(vis.dtype)
         if self.tile_pos is None:
             return vis
         if view_pos is None:

@@ -102,7 +102,7 @@ def _apply_init_overrides(model, overrides: dict) -> None:
             if fixed:
                 raise ConfigError(f"config key 'model.overrides.detector.{fixed[0]}': the init_from model already has "
                                   f"a detector; only its input and post-processing keys may change (size, max_size, "
-                                  f"thresh, box_thresh, unclip, min_size), or enabled: false to drop it")
+                                  f"thresh, box_thresh, unclip, min_size, read_first), or enabled: false to drop it")
             model.cfg.detector = model.detector.cfg = new       # the same module, its new input / post-processing
         elif new.enabled:
             model.add_detector(new)
